@@ -1,0 +1,5 @@
+"""``python -m ecsgrpc`` runs the CLI."""
+
+from ecsgrpc.cli import main
+
+main()

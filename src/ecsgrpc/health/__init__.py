@@ -1,0 +1,1 @@
+"""Health checking: the probe (server side checks) and, later, client watches."""

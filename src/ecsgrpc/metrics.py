@@ -1,0 +1,205 @@
+"""Prometheus instruments, all in one place.
+
+Every family takes a ``registry`` so tests and embedding applications can
+isolate them; the default is prometheus_client's global registry. Asking twice
+for the same family on the same registry returns the same instruments.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import TypeVar
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "ClientMetrics",
+    "ResolverMetrics",
+    "ServerMetrics",
+    "client_metrics",
+    "resolver_metrics",
+    "server_metrics",
+]
+
+# Latency buckets from 0.5 ms to 60 s: unary calls on a VPC are ~1 ms, model
+# streams can take tens of seconds.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+
+@dataclass(frozen=True)
+class ServerMetrics:
+    """Server-side twins of the client metrics (``ecsgrpc_server_*``)."""
+
+    in_flight: Gauge
+    calls: Counter
+    duration: Histogram
+    draining: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ServerMetrics:
+        return cls(
+            in_flight=Gauge(
+                "ecsgrpc_server_calls_in_flight",
+                "Calls being served.",
+                ["method"],
+                registry=registry,
+            ),
+            calls=Counter(
+                "ecsgrpc_server_calls_total",
+                "Calls finished, by status code.",
+                ["method", "code"],
+                registry=registry,
+            ),
+            duration=Histogram(
+                "ecsgrpc_server_call_duration_seconds",
+                "Time to finish a call, by status code.",
+                ["method", "code"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            draining=Gauge(
+                "ecsgrpc_server_draining",
+                "1 while the server drains after SIGTERM.",
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ClientMetrics:
+    """The balanced channel's instruments (the seed's three, named right, and more)."""
+
+    in_flight: Gauge
+    duration: Histogram
+    failures: Counter
+    retries: Counter
+    endpoints: Gauge
+    ejections: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ClientMetrics:
+        return cls(
+            in_flight=Gauge(
+                "ecsgrpc_client_calls_in_flight",
+                "Calls (including streams) in flight.",
+                ["target"],
+                registry=registry,
+            ),
+            duration=Histogram(
+                "ecsgrpc_client_call_duration_seconds",
+                "Call duration, all attempts included.",
+                ["method", "code"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            failures=Counter(
+                "ecsgrpc_client_failures_total",
+                "Failed calls, by reason.",
+                ["method", "reason"],
+                registry=registry,
+            ),
+            retries=Counter(
+                "ecsgrpc_client_retries_total",
+                "Attempts retried on another endpoint.",
+                ["method"],
+                registry=registry,
+            ),
+            endpoints=Gauge(
+                "ecsgrpc_endpoints", "Endpoints by state.", ["target", "state"], registry=registry
+            ),
+            ejections=Counter(
+                "ecsgrpc_endpoint_ejections_total",
+                "Endpoints ejected by outlier detection.",
+                ["target"],
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ResolverMetrics:
+    """Discovery instruments."""
+
+    resolutions: Counter
+    duration: Histogram
+    endpoints: Gauge
+    skipped: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ResolverMetrics:
+        return cls(
+            resolutions=Counter(
+                "ecsgrpc_resolutions_total",
+                "Resolutions, by outcome.",
+                ["resolver", "outcome"],
+                registry=registry,
+            ),
+            duration=Histogram(
+                "ecsgrpc_resolution_duration_seconds",
+                "Time to resolve a target.",
+                ["resolver"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            endpoints=Gauge(
+                "ecsgrpc_resolver_endpoints",
+                "Endpoints in the last snapshot.",
+                ["resolver", "target"],
+                registry=registry,
+            ),
+            skipped=Counter(
+                "ecsgrpc_resolver_skipped_records_total",
+                "Malformed records or instances skipped, by reason.",
+                ["resolver", "reason"],
+                registry=registry,
+            ),
+        )
+
+
+_T = TypeVar("_T", ServerMetrics, ClientMetrics, ResolverMetrics)
+_cache: weakref.WeakKeyDictionary[CollectorRegistry, dict[type[object], object]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
+
+
+def _get(kind: type[_T], registry: CollectorRegistry | None) -> _T:
+    reg = REGISTRY if registry is None else registry
+    with _lock:
+        families = _cache.setdefault(reg, {})
+        found = families.get(kind)
+        if found is None:
+            found = families[kind] = kind.create(reg)
+    assert isinstance(found, kind)
+    return found
+
+
+def server_metrics(registry: CollectorRegistry | None = None) -> ServerMetrics:
+    return _get(ServerMetrics, registry)
+
+
+def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:
+    return _get(ClientMetrics, registry)
+
+
+def resolver_metrics(registry: CollectorRegistry | None = None) -> ResolverMetrics:
+    return _get(ResolverMetrics, registry)

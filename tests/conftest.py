@@ -1,0 +1,25 @@
+"""Shared fixtures: real agent processes on loopback addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.agents import AgentProcess, start_agent
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """Factory: ``agents("127.0.0.2", args=(...))``; every agent is killed at the end."""
+    started: list[AgentProcess] = []
+
+    def factory(host: str, **kwargs: object) -> AgentProcess:
+        agent = start_agent(host, tmp_path, **kwargs)  # type: ignore[arg-type]
+        started.append(agent)
+        return agent
+
+    yield factory
+    for agent in started:
+        agent.stop()
