@@ -1,0 +1,1 @@
+"""Client-side load balancing: subchannels, pickers, outlier detection, retries."""

@@ -1,0 +1,38 @@
+"""What a balanced channel tells the outside world about its endpoints.
+
+A read-only, JSON-friendly view used by the gateway's ``/readyz`` and
+``/debug/endpoints``, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["EndpointStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One endpoint as the balancer sees it at one instant."""
+
+    address: str
+    instance_id: str | None
+    zone: str | None
+    state: str  # connectivity: idle, connecting, ready, transient_failure, shutdown
+    health: str  # serving, not_serving, unknown (health checking off or not yet known)
+    in_flight: int
+    ejected: bool
+    draining: bool  # removed by discovery, finishing its in-flight calls
+
+    @property
+    def pickable(self) -> bool:
+        """Whether new calls may go here."""
+        return (
+            self.state == "ready"
+            and self.health != "not_serving"
+            and not self.ejected
+            and not self.draining
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "pickable": self.pickable}
