@@ -13,6 +13,7 @@ endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -244,10 +245,8 @@ class _StreamCall:
     def __del__(self) -> None:
         # A caller that stops iterating without cancel() must not leak in_flight.
         if not self._finished:
-            try:
+            with contextlib.suppress(Exception):  # a finaliser must never raise
                 self._end(_CANCELLED)
-            except Exception:  # noqa: S110 (finaliser: never raise)
-                pass
 
     # The grpc.aio call surface.
     def __aiter__(self) -> _StreamCall:
