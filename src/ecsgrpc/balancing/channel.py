@@ -211,14 +211,15 @@ class BalancedChannel:
             self._ensure_started()
         return self._balancer.connectivity()
 
-    async def channel_ready(self, timeout: float | None = None) -> None:
-        """Wait until at least one endpoint takes calls.
+    async def channel_ready(self, timeout: float | None = None, *, min_ready: int = 1) -> None:
+        """Wait until at least ``min_ready`` endpoints take calls.
 
-        Raises NoEndpointAvailable (DEADLINE_EXCEEDED) when ``timeout`` passes.
+        Raises NoEndpointAvailable (DEADLINE_EXCEEDED) when ``timeout`` passes,
+        or (UNAVAILABLE) after ``connect_timeout`` when no timeout is given.
         """
         self._ensure_started()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._balancer.ready_count() == 0:
+        while self._balancer.ready_count() < min_ready:
             await self._wait_or_fail(deadline)
 
     # Introspection.

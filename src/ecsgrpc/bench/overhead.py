@@ -127,10 +127,7 @@ async def _measure(
 
 async def _ready(channel: Any, agents: Sequence[AgentProcess]) -> None:
     if isinstance(channel, BalancedChannel):
-        await channel.channel_ready(timeout=10)
-        deadline = time.monotonic() + 10
-        while channel.ready_count < len(agents) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await channel.channel_ready(timeout=10, min_ready=len(agents))
     else:
         await asyncio.wait_for(channel.channel_ready(), 10)
 
@@ -153,7 +150,7 @@ async def run_overhead(
             await _ready(channel, agents)
         for kind in kinds:
             for concurrency in concurrencies:
-                for name, channel in channels.items():  # warm-up
+                for channel in channels.values():  # warm-up
                     await _measure(channel, kind, concurrency, min(0.3, seconds))
                 for round_no in range(rounds):
                     for name, channel in channels.items():
@@ -216,6 +213,10 @@ def ratios(
             row["p50_ratio"] = r.p50_ms / b.p50_ms if b.p50_ms else None
         rows.append(row)
     return rows
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return value / base if base else None
 
 
 def median(values: Sequence[float]) -> float:
