@@ -34,9 +34,19 @@ def main() -> None:
         finally:
             for agent in agents:
                 agent.stop()
-    print(
-        "| kind | conc | contender | calls/s | x native | p50 ms | p50 x native | p99 ms | CPU us/call | errors |"
-    )
+    columns = [
+        "kind",
+        "conc",
+        "contender",
+        "calls/s",
+        "x native",
+        "p50 ms",
+        "p50 x native",
+        "p99 ms",
+        "CPU us/call",
+        "errors",
+    ]
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in ratios(results):
         print(

@@ -22,7 +22,7 @@ from ecsgrpc.balancing.channel import BalancedChannel
 from ecsgrpc.endpoints import Endpoint
 from ecsgrpc.local.process import AgentProcess
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import pb2, pb2_grpc
+from ecsgrpc.workflow import pb2, workflow_stub
 
 __all__ = ["OverheadResult", "native_round_robin", "run_overhead"]
 
@@ -104,7 +104,7 @@ async def _one_call(stub: Any, kind: str) -> None:
 async def _measure(
     channel: Any, kind: str, concurrency: int, seconds: float
 ) -> tuple[list[float], int, float]:
-    stub = pb2_grpc.WorkflowAgentStub(channel)
+    stub = workflow_stub(channel)
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds

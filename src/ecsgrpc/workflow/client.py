@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ecsgrpc.balancing.channel import BalancedChannel, connect
-from ecsgrpc.workflow import pb2, pb2_grpc
+from ecsgrpc.workflow import pb2, workflow_stub
 
 __all__ = ["WorkflowClient", "build_request"]
 
@@ -61,7 +61,7 @@ class WorkflowClient:
             channel = connect(target, **channel_options)
         self.channel = channel
         self.timeout = timeout
-        self._stub = pb2_grpc.WorkflowAgentStub(channel)  # type: ignore[no-untyped-call]
+        self._stub = workflow_stub(channel)
 
     async def process_conversation(
         self,
