@@ -106,3 +106,28 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
         name = f"{env_prefix}{loc}".upper() if env_prefix else loc
         parts.append(f"{name}={err.get('input')!r}: {err['msg']}")
     return "invalid settings: " + "; ".join(parts)
+
+
+# Deployed names and timings. infra/terraform/modules/ecsgrpc uses the same
+# defaults; tests/test_terraform.py fails when the two drift apart.
+DEFAULT_CLOUDMAP_NAMESPACE = "workflow.local"
+DEFAULT_CLOUDMAP_SERVICE = "workflow-agent"
+DEFAULT_CLOUDMAP_DNS_TTL_SECONDS = 10
+WORKFLOW_SERVICE_TARGET_ENV = "WORKFLOW_SERVICE_TARGET"
+DEFAULT_WORKFLOW_SERVICE_TARGET = (
+    f"cloudmap://{DEFAULT_CLOUDMAP_NAMESPACE}/{DEFAULT_CLOUDMAP_SERVICE}"
+    f"|dns:///{DEFAULT_CLOUDMAP_SERVICE}.{DEFAULT_CLOUDMAP_NAMESPACE}:{DEFAULT_GRPC_PORT}"
+)
+# AWS's default TCP idle timeout of an NLB listener; client keepalives stay below it.
+NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS = 350.0
+
+__all__ += [
+    "DEFAULT_CLIENT_KEEPALIVE_SECONDS",
+    "DEFAULT_CLOUDMAP_DNS_TTL_SECONDS",
+    "DEFAULT_CLOUDMAP_NAMESPACE",
+    "DEFAULT_CLOUDMAP_SERVICE",
+    "DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS",
+    "DEFAULT_WORKFLOW_SERVICE_TARGET",
+    "NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS",
+    "WORKFLOW_SERVICE_TARGET_ENV",
+]
