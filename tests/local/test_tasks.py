@@ -41,6 +41,12 @@ def registered_ids(runner: TaskRunner) -> set[str]:
     return {i.instance_id for i in service.instances}
 
 
+def healthy_in_backend(runner: TaskRunner) -> set[str]:
+    backend = servicediscovery_backends[DEFAULT_ACCOUNT_ID][REGION]
+    service = backend.services[runner.cloudmap.service_id]
+    return {i.instance_id for i in service.instances if i.health_status == "HEALTHY"}
+
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -251,6 +257,10 @@ async def test_rolling_deploy_replaces_every_task_and_never_drops_below_three_he
                 samples.append(len(await healthy_ids(cloudmap, runner)))
                 await asyncio.sleep(0.02)
 
+        # At every event, what a client would find (moto's state, read in place).
+        at_events: list[tuple[TaskEventKind, int]] = []
+        runner.add_listener(lambda e: at_events.append((e.kind, len(healthy_in_backend(runner)))))
+
         sampler = asyncio.create_task(sample())
         new_definition = await runner.rolling_deploy()
         done.set()
@@ -263,7 +273,10 @@ async def test_rolling_deploy_replaces_every_task_and_never_drops_below_three_he
         assert await healthy_ids(cloudmap, runner) == new
         assert len(samples) >= 20, samples
         assert min(samples) >= 3, samples
-        assert max(samples) == 4, samples  # the new task is healthy before the old one goes
+        assert min(n for _, n in at_events) >= 3, at_events
+        # Each new task is healthy (4 registered) before an old one goes.
+        assert [n for kind, n in at_events if kind is TaskEventKind.HEALTHY] == [4, 4, 4]
+        assert [n for kind, n in at_events if kind is TaskEventKind.DRAINING] == [3, 3, 3]
         # Still spread: both zones, 2 and 1 (which one has 2 depends on the order).
         per_zone = sorted(Counter(t.zone for t in runner.tasks).values())
         assert per_zone == [1, 2]
@@ -320,7 +333,7 @@ async def test_aclose_stops_everything_and_the_manifest_shows_it(
     pids = [t.pid for t in tasks]
     assert all(pid is not None for pid in pids)
 
-    manifest = json.loads(await asyncio.to_thread(runner.manifest_path.read_text))
+    manifest = json.loads(await asyncio.to_thread((await runner.write_manifest()).read_text))
     assert manifest["service"] == runner.service_name
     listed = {t["task_id"]: t for t in manifest["tasks"]}
     for task in tasks:

@@ -51,7 +51,7 @@ class ManifestWriter:
             text, self._latest = self._latest, None
             await asyncio.to_thread(_write_atomically, self.path, text)
 
-    async def aclose(self) -> None:
+    async def flush(self) -> None:
         """Wait until the latest content is on disk."""
-        if self._flusher is not None:
-            await self._flusher
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)

@@ -148,6 +148,12 @@ class TaskRunner:
     def events(self) -> list[TaskEvent]:
         return list(self._events)
 
+    async def write_manifest(self) -> Path:
+        """Wait until ``tasks.json`` shows the latest state (it is written in the background)."""
+        if self._manifest is not None:
+            await self._manifest.flush()
+        return self.manifest_path
+
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener`` (on the loop, must not block) for each event; returns a remover."""
         self._listeners.append(listener)
@@ -198,7 +204,7 @@ class TaskRunner:
                 break
             await asyncio.gather(*waits, *list(self._background), return_exceptions=True)
         if self._manifest is not None:
-            await self._manifest.aclose()
+            await self._manifest.flush()
 
     # -- starting --------------------------------------------------------------
     async def start_task(self, definition: TaskDefinition | None = None) -> Task:
