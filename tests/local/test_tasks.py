@@ -349,3 +349,29 @@ async def test_aclose_stops_everything_and_the_manifest_shows_it(
     manifest = json.loads(await asyncio.to_thread(runner.manifest_path.read_text))
     assert {t["state"] for t in manifest["tasks"]} == {"STOPPED"}
     await runner.aclose()  # idempotent
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancelled_start_and_a_close_during_start_leave_nothing_behind(
+    make_runner: Callable[..., TaskRunner], cloudmap: CloudMap
+) -> None:
+    runner = make_runner()
+    await runner.start()
+    # Cancelled right away, mid-launch: the task still launches and is tracked.
+    starting = asyncio.create_task(runner.start_task())
+    await asyncio.sleep(0)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert await wait_until(lambda: len(runner.tasks) == 1, timeout=5)
+
+    # Closed while two more are starting: their starts fail, and everything stops.
+    more = asyncio.create_task(runner.start_tasks(2))
+    assert await wait_until(lambda: len(runner.tasks) == 3, timeout=5)
+    await runner.aclose()
+    with pytest.raises(TaskStartError):
+        await more
+    tasks = runner.all_tasks
+    assert len(tasks) == 3 and all(t.state is TaskState.STOPPED for t in tasks)
+    assert all(process_gone(t.pid) for t in tasks if t.pid is not None)
+    assert await cloudmap.discover(runner.namespace, runner.service_name, "ALL") == []

@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from ecsgrpc.errors import EcsGrpcError
 from ecsgrpc.local.addresses import choose_address
@@ -53,6 +53,7 @@ __all__ = ["Task", "TaskRunner", "TaskStartError"]  # Task re-exported from .han
 log = logging.getLogger(__name__)
 
 EventListener = Callable[[TaskEvent], None]
+_R = TypeVar("_R")
 
 _START_ATTEMPTS = 3
 _LOG_TAIL_CHARS = 2000
@@ -214,7 +215,10 @@ class TaskRunner:
         taken meanwhile) is retried on another address, up to 3 attempts.
         """
         for attempt in range(1, _START_ATTEMPTS + 1):
-            task = await self._launch(definition or self._definition)
+            # Shielded: a cancelled caller leaves a task that finishes
+            # launching and is tracked (aclose stops it), never a half-made one.
+            launch = self._spawn_background(self._launch(definition or self._definition))
+            task = await asyncio.shield(launch)
             try:
                 await self._wait_running(task)
             except TaskStartError:
@@ -294,12 +298,12 @@ class TaskRunner:
 
         def register() -> None:
             self._emulator.register_instance(service, task.task_id, attributes)
+            task._registered = True
             # moto ignores AWS_INIT_HEALTH_STATUS (every new instance is
             # HEALTHY); Cloud Map honours it, so set it explicitly.
             self._emulator.set_instance_health(service, task.task_id, healthy=False)
 
         await self._cloudmap_call(task, register)
-        task._registered = True
 
     async def _abort_launch(self, task: Task, reason: str) -> None:
         task.stopped_reason = reason
@@ -307,8 +311,7 @@ class TaskRunner:
             task.process.kill()
         if task.process is not None:
             task.exit_code = await task.process.wait()
-        if task._registered:
-            await self._deregister(task)
+        await self._deregister(task)  # in case registering got that far
         await task._check.aclose()
         self._finish(task)
 
@@ -427,6 +430,9 @@ class TaskRunner:
         await task._launched.wait()
         if task.state is TaskState.STOPPED:
             return
+        if task.state is TaskState.PROVISIONING:  # the launch was interrupted
+            await self._abort_launch(task, reason)
+            return
         task.stopped_reason = reason
         if task._health_loop is not None:
             task._health_loop.cancel()
@@ -498,7 +504,9 @@ class TaskRunner:
 
         One at a time: start a new task, wait until it is healthy, then stop an
         old one, so the healthy count never drops below the desired count.
-        Returns the definition now in use.
+        Returns the definition now in use. When a new task fails to start,
+        the deployment stops there (the old tasks left keep running) and
+        TaskStartError is raised.
         """
         new = definition or self._definition.next_revision()
         old = [t for t in self.tasks if t.definition != new]
@@ -522,7 +530,7 @@ class TaskRunner:
 
         await asyncio.shield(self._spawn_background(locked()))
 
-    def _spawn_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def _spawn_background(self, coro: Coroutine[Any, Any, _R]) -> asyncio.Task[_R]:
         job = asyncio.get_running_loop().create_task(coro)
         self._background.add(job)
         job.add_done_callback(self._background.discard)
