@@ -185,11 +185,19 @@ class Balancer:
         """One line for errors: how many endpoints and in which states."""
         if not self.resolved:
             return "no endpoints resolved yet"
-        counts = Counter(_state_label(s) for s in self._subchannels.values())
-        if not counts:
+        subs = list(self._subchannels.values())
+        if not subs:
             return f"discovery ({self.snapshot_source}) returned no endpoints"
-        parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        return f"{len(self._subchannels)} endpoint(s): {parts}"
+        if len(subs) <= 5:
+            parts = ", ".join(
+                f"{s.key} {s.connectivity.value}/health {s.health.value}"
+                + (" ejected" if s.ejected else "")
+                for s in subs
+            )
+        else:
+            counts = Counter(_state_label(s) for s in subs)
+            parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        return f"{len(subs)} endpoint(s): {parts}"
 
     def connectivity(self) -> grpc.ChannelConnectivity:
         subs = self._subchannels.values()
