@@ -39,7 +39,7 @@ def discover_command(
     logging.basicConfig(level=logging.WARNING, format="ecsgrpc discover: %(message)s")
     printer = _Printer(as_json=as_json, watch=watch)
     try:
-        asyncio.run(_discover(target, printer, watch=watch, timeout=timeout))
+        asyncio.run(_discover(target, printer, watch=watch, io_timeout=timeout))
     except KeyboardInterrupt:
         return 0
     except ResolutionError as exc:
@@ -48,8 +48,8 @@ def discover_command(
     return 0
 
 
-async def _discover(target: str, printer: _Printer, *, watch: bool, timeout: float) -> None:
-    async with build_resolver(target, timeout=timeout) as resolver:
+async def _discover(target: str, printer: _Printer, *, watch: bool, io_timeout: float) -> None:
+    async with build_resolver(target, timeout=io_timeout) as resolver:
         if not watch:
             printer.show(await resolver.resolve())
             return

@@ -91,7 +91,9 @@ class AwsClient:
             self._client = await self._stack.enter_async_context(
                 session.create_client(
                     self._service,
-                    region_name=self._region,
+                    # botocore reads AWS_DEFAULT_REGION only; ECS and the other
+                    # SDKs set AWS_REGION, so honour it too.
+                    region_name=self._region or os.environ.get("AWS_REGION") or None,
                     endpoint_url=override,
                     config=config,
                 )

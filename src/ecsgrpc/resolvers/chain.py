@@ -2,7 +2,9 @@
 
 Each resolution asks the links in order and returns the first answer (an
 empty answer is an answer, not an error); the snapshot's ``source`` names the
-link that gave it. The refresh interval is that link's. When every link
+link that gave it. The refresh interval is that link's, capped by the
+earlier links' own (so a static fallback does not stop the chain from
+looking at its primary again). When every link
 fails, the resolution fails (one message naming each link's error), and a
 watch keeps its last-known-good snapshot as with any resolver.
 """
@@ -56,7 +58,11 @@ class ChainResolver(PollingResolver):
         raise ResolutionError("every link failed: " + "; ".join(errors))
 
     def refresh_delay(self, snapshot: EndpointSet) -> float:
-        return self._answered.refresh_delay(snapshot)
+        """The answering link's delay, but no longer than any link before it would
+        wait: a chain running on its fallback goes back to the primary as soon as
+        the primary's own schedule says to look again."""
+        index = self._links.index(self._answered)
+        return min(link.refresh_delay(snapshot) for link in self._links[: index + 1])
 
     async def _release(self) -> None:
         for link in self._links:

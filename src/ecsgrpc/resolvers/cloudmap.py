@@ -115,9 +115,12 @@ def _endpoint(instance: Any, default_port: int | None, skip: Skip) -> Endpoint |
     instance_id = str(instance.get("InstanceId", "?"))
     raw = instance.get("Attributes")
     attrs = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+    # One reason per skipped instance: the host is checked first.
     host = _host(instance_id, attrs, skip)
+    if host is None:
+        return None
     port = _port(instance_id, attrs, default_port, skip)
-    if host is None or port is None:
+    if port is None:
         return None
     attrs[ATTR_INSTANCE_ID] = instance_id
     if ZONE in attrs:
