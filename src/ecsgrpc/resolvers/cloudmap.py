@@ -21,6 +21,7 @@ deregisters a task, with zones and health that DNS cannot carry. moto's
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,7 +40,7 @@ from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver, Skip, dedupe
 from ecsgrpc.targets import CloudMapSpec
 
-__all__ = ["MAX_INSTANCES", "CloudMapResolver", "endpoints_from_instances"]
+__all__ = ["MAX_INSTANCES", "CloudMapResolver", "canonical_ip", "endpoints_from_instances"]
 
 MAX_INSTANCES = 1000
 IPV4 = "AWS_INSTANCE_IPV4"
@@ -135,10 +136,19 @@ def _host(instance_id: str, attrs: Mapping[str, str], skip: Skip) -> str | None:
     if not text:
         skip("no_ip", f"instance {instance_id} has no {IPV4} or {IPV6}")
         return None
+    host = canonical_ip(text)
+    if host is None:
+        skip("bad_ip", f"instance {instance_id}: {text[:100]!r} is not an IP address")
+    return host
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical_ip(text: str) -> str | None:
+    """``text`` as a canonical IP address string, or None. Cached: every poll sees
+    the same addresses again, and parsing them is most of a snapshot's cost."""
     try:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
-        skip("bad_ip", f"instance {instance_id}: {text[:100]!r} is not an IP address")
         return None
 
 
