@@ -19,12 +19,9 @@ __all__ = [
     "DEFAULT_DRAIN_SECONDS",
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_GRPC_PORT",
-    "DEFAULT_WORKFLOW_TARGET",
     "AgentSettings",
-    "ClientSettings",
     "ServerSettings",
     "load",
-    "target_from_env",
 ]
 
 DEFAULT_GRPC_PORT = 50051
@@ -111,11 +108,34 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     return "invalid settings: " + "; ".join(parts)
 
 
-# The deployed default: Cloud Map's API (zones, health, fast changes), and its
-# DNS records when the API cannot be reached (no credentials, throttled, down).
-DEFAULT_WORKFLOW_TARGET = (
-    "cloudmap://workflow.local/workflow-agent|dns:///workflow-agent.workflow.local:50051"
+# Deployed names and timings. infra/terraform/modules/ecsgrpc uses the same
+# defaults; tests/test_terraform.py fails when the two drift apart.
+DEFAULT_CLOUDMAP_NAMESPACE = "workflow.local"
+DEFAULT_CLOUDMAP_SERVICE = "workflow-agent"
+DEFAULT_CLOUDMAP_DNS_TTL_SECONDS = 10
+WORKFLOW_SERVICE_TARGET_ENV = "WORKFLOW_SERVICE_TARGET"
+DEFAULT_WORKFLOW_SERVICE_TARGET = (
+    f"cloudmap://{DEFAULT_CLOUDMAP_NAMESPACE}/{DEFAULT_CLOUDMAP_SERVICE}"
+    f"|dns:///{DEFAULT_CLOUDMAP_SERVICE}.{DEFAULT_CLOUDMAP_NAMESPACE}:{DEFAULT_GRPC_PORT}"
 )
+# AWS's default TCP idle timeout of an NLB listener; client keepalives stay below it.
+NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS = 350.0
+
+__all__ += [
+    "DEFAULT_CLIENT_KEEPALIVE_SECONDS",
+    "DEFAULT_CLOUDMAP_DNS_TTL_SECONDS",
+    "DEFAULT_CLOUDMAP_NAMESPACE",
+    "DEFAULT_CLOUDMAP_SERVICE",
+    "DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS",
+    "DEFAULT_WORKFLOW_SERVICE_TARGET",
+    "NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS",
+    "WORKFLOW_SERVICE_TARGET_ENV",
+]
+
+
+# The deployed default target (the chain above): Cloud Map's API (zones, health,
+# fast changes), and its DNS records when the API cannot be reached.
+DEFAULT_WORKFLOW_TARGET = DEFAULT_WORKFLOW_SERVICE_TARGET
 
 
 class ClientSettings(BaseSettings):
@@ -169,3 +189,6 @@ class ClientSettings(BaseSettings):
 def target_from_env() -> str:
     """The client's target from the environment; ConfigError names a bad variable."""
     return load(ClientSettings).resolved_target()
+
+
+__all__ += ["DEFAULT_WORKFLOW_TARGET", "ClientSettings", "target_from_env"]

@@ -7,6 +7,8 @@ or dnspython are translated at the I/O boundary, never leaked raw.
 
 from __future__ import annotations
 
+import grpc
+
 __all__ = [
     "ConfigError",
     "EcsGrpcError",
@@ -28,9 +30,24 @@ class ResolutionError(EcsGrpcError):
     """A resolver could not produce an endpoint set (network, API or record error)."""
 
 
-class NoEndpointAvailable(EcsGrpcError):
-    """No endpoint was ready before the call's deadline (or fail-fast was asked)."""
+class _CallError(EcsGrpcError, grpc.aio.AioRpcError):  # type: ignore[misc]
+    """An EcsGrpcError that is also a grpc.aio.AioRpcError, so code written for a
+    plain grpc.aio channel (``except grpc.RpcError``, ``exc.code()``) keeps working."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        grpc.aio.AioRpcError.__init__(
+            self, code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details
+        )
+
+    def __str__(self) -> str:
+        return f"{self.code().name}: {self.details()}"
 
 
-class StreamInterrupted(EcsGrpcError):
-    """A stream failed after the caller had received part of it; it is never replayed."""
+class NoEndpointAvailable(_CallError):
+    """No endpoint was ready in time: ``UNAVAILABLE`` (fail-fast or connect timeout)
+    or ``DEADLINE_EXCEEDED`` (the call's deadline passed while waiting)."""
+
+
+class StreamInterrupted(_CallError):
+    """A stream failed after the caller had received part of it. It is never
+    replayed (that would duplicate output); ``code()`` is the original status."""

@@ -23,16 +23,7 @@ class EndpointStatus:
     in_flight: int
     ejected: bool
     draining: bool  # removed by discovery, finishing its in-flight calls
-
-    @property
-    def pickable(self) -> bool:
-        """Whether new calls may go here."""
-        return (
-            self.state == "ready"
-            and self.health != "not_serving"
-            and not self.ejected
-            and not self.draining
-        )
+    pickable: bool  # new calls may go here
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "pickable": self.pickable}
+        return asdict(self)

@@ -91,6 +91,11 @@ class WorkflowAgentServicer(pb2_grpc.WorkflowAgentServicer):  # type: ignore[mis
             )
             raise
 
+    async def DescribeAgent(
+        self, request: pb2.DescribeAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb2.AgentInfo:
+        return pb2.AgentInfo(instance_id=self.instance_id)
+
     async def _pause(self) -> None:
         if self._settings.event_delay_seconds:
             await asyncio.sleep(self._settings.event_delay_seconds)

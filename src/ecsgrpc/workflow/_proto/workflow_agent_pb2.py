@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,ecsgrpc/workflow/_proto/workflow_agent.proto\x12\x0bworkflow.v1\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xc9\x01\n\x13\x43onversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.workflow.v1.Message\x12@\n\x08metadata\x18\x03 \x03(\x0b\x32..workflow.v1.ConversationRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\x11\x43onversationEvent\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x11\n\tserved_by\x18\x03 \x01(\t\x12\x31\n\x04kind\x18\x04 \x01(\x0e\x32#.workflow.v1.ConversationEvent.Kind\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65lta_count\x18\x06 \x01(\r\"O\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_START\x10\x01\x12\x0e\n\nKIND_DELTA\x10\x02\x12\x11\n\rKIND_COMPLETE\x10\x03\x32j\n\rWorkflowAgent\x12Y\n\x13ProcessConversation\x12 .workflow.v1.ConversationRequest\x1a\x1e.workflow.v1.ConversationEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,ecsgrpc/workflow/_proto/workflow_agent.proto\x12\x0bworkflow.v1\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xc9\x01\n\x13\x43onversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12&\n\x08messages\x18\x02 \x03(\x0b\x32\x14.workflow.v1.Message\x12@\n\x08metadata\x18\x03 \x03(\x0b\x32..workflow.v1.ConversationRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\x11\x43onversationEvent\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x11\n\tserved_by\x18\x03 \x01(\t\x12\x31\n\x04kind\x18\x04 \x01(\x0e\x32#.workflow.v1.ConversationEvent.Kind\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65lta_count\x18\x06 \x01(\r\"O\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_START\x10\x01\x12\x0e\n\nKIND_DELTA\x10\x02\x12\x11\n\rKIND_COMPLETE\x10\x03\"\x16\n\x14\x44\x65scribeAgentRequest\" \n\tAgentInfo\x12\x13\n\x0binstance_id\x18\x01 \x01(\t2\xb6\x01\n\rWorkflowAgent\x12Y\n\x13ProcessConversation\x12 .workflow.v1.ConversationRequest\x1a\x1e.workflow.v1.ConversationEvent0\x01\x12J\n\rDescribeAgent\x12!.workflow.v1.DescribeAgentRequest\x1a\x16.workflow.v1.AgentInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONVERSATIONEVENT']._serialized_end=556
   _globals['_CONVERSATIONEVENT_KIND']._serialized_start=477
   _globals['_CONVERSATIONEVENT_KIND']._serialized_end=556
-  _globals['_WORKFLOWAGENT']._serialized_start=558
-  _globals['_WORKFLOWAGENT']._serialized_end=664
+  _globals['_DESCRIBEAGENTREQUEST']._serialized_start=558
+  _globals['_DESCRIBEAGENTREQUEST']._serialized_end=580
+  _globals['_AGENTINFO']._serialized_start=582
+  _globals['_AGENTINFO']._serialized_end=614
+  _globals['_WORKFLOWAGENT']._serialized_start=617
+  _globals['_WORKFLOWAGENT']._serialized_end=799
 # @@protoc_insertion_point(module_scope)

@@ -57,3 +57,13 @@ class ConversationEvent(_message.Message):
     text: str
     delta_count: int
     def __init__(self, conversation_id: _Optional[str] = ..., sequence: _Optional[int] = ..., served_by: _Optional[str] = ..., kind: _Optional[_Union[ConversationEvent.Kind, str]] = ..., text: _Optional[str] = ..., delta_count: _Optional[int] = ...) -> None: ...
+
+class DescribeAgentRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AgentInfo(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...

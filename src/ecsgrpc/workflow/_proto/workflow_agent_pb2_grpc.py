@@ -39,13 +39,26 @@ class WorkflowAgentStub:
                 request_serializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.ConversationRequest.SerializeToString,
                 response_deserializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.ConversationEvent.FromString,
                 _registered_method=True)
+        self.DescribeAgent = channel.unary_unary(
+                '/workflow.v1.WorkflowAgent/DescribeAgent',
+                request_serializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.DescribeAgentRequest.SerializeToString,
+                response_deserializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.AgentInfo.FromString,
+                _registered_method=True)
 
 
 class WorkflowAgentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ProcessConversation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stream the agent's reply: START, DELTA per word, COMPLETE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeAgent(self, request, context):
+        """A cheap unary call: which agent answered. Used by load tests and benchmarks.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -57,6 +70,11 @@ def add_WorkflowAgentServicer_to_server(servicer, server):
                     servicer.ProcessConversation,
                     request_deserializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.ConversationRequest.FromString,
                     response_serializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.ConversationEvent.SerializeToString,
+            ),
+            'DescribeAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeAgent,
+                    request_deserializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.DescribeAgentRequest.FromString,
+                    response_serializer=ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.AgentInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class WorkflowAgent:
             '/workflow.v1.WorkflowAgent/ProcessConversation',
             ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.ConversationRequest.SerializeToString,
             ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.ConversationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workflow.v1.WorkflowAgent/DescribeAgent',
+            ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.DescribeAgentRequest.SerializeToString,
+            ecsgrpc_dot_workflow_dot___proto_dot_workflow__agent__pb2.AgentInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,223 @@
+"""The balancer: endpoint snapshots in, subchannels and a picker out.
+
+It owns the subchannels of one target. Discovery snapshots are applied as a
+diff (new endpoints get a subchannel, vanished ones drain: no new calls, the
+in-flight ones finish, then the connection closes). Every subchannel change
+rebuilds the picker whole and wakes calls waiting for an endpoint. Outcomes
+come back through :meth:`Balancer.done`, which feeds outlier detection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Collection
+
+import grpc
+
+from ecsgrpc.balancing.outlier import OutlierDetector
+from ecsgrpc.balancing.picker import Picker, ZonePolicy, build_picker
+from ecsgrpc.balancing.status import EndpointStatus
+from ecsgrpc.balancing.subchannel import ChannelFactory, Connectivity, Subchannel
+from ecsgrpc.endpoints import EndpointSet
+from ecsgrpc.metrics import ClientMetrics
+
+__all__ = ["Balancer"]
+
+log = logging.getLogger(__name__)
+
+# Codes that count against an endpoint in outlier detection: the endpoint (or
+# the way to it) failed, not the request.
+_ENDPOINT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+class Balancer:
+    """Subchannels and picker for one target. One event loop; not thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        target: str,
+        policy: str,
+        channel_factory: ChannelFactory,
+        metrics: ClientMetrics,
+        outlier: OutlierDetector,
+        zone_policy: ZonePolicy | None,
+        health_check: bool,
+        health_service: str,
+    ) -> None:
+        self.target = target
+        self._policy = policy
+        self._factory = channel_factory
+        self._metrics = metrics
+        self._outlier = outlier
+        self.zone_policy = zone_policy
+        self._health_check = health_check
+        self._health_service = health_service
+        self._subchannels: dict[str, Subchannel] = {}
+        self._draining: dict[str, Subchannel] = {}
+        self.picker: Picker[Subchannel] = build_picker(policy, ())
+        self._changed = asyncio.Event()
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self.snapshot_source: str | None = None
+        self.resolved = False
+
+    # Discovery side.
+    def apply(self, snapshot: EndpointSet) -> None:
+        """Bring the subchannels in line with a new snapshot."""
+        self.resolved = True
+        self.snapshot_source = snapshot.source
+        wanted = {ep.address: ep for ep in snapshot}
+        for key, sub in list(self._subchannels.items()):
+            if key not in wanted:
+                del self._subchannels[key]
+                self._drain(sub)
+        for key, endpoint in wanted.items():
+            found = self._subchannels.get(key) or self._draining.pop(key, None)
+            if found is not None:
+                sub = found
+                sub.draining = False  # it may have come back before it closed
+            else:
+                sub = Subchannel(
+                    endpoint,
+                    channel_factory=self._factory,
+                    on_change=self._on_change,
+                    health_check=self._health_check,
+                    health_service=self._health_service,
+                )
+                sub.start()
+            self._subchannels[key] = sub
+            if sub.endpoint != endpoint:
+                sub.update(endpoint)
+        self._outlier.track(self._subchannels)
+        log.info("target %s: %d endpoint(s) from %s", self.target, len(wanted), snapshot.source)
+        self._rebuild()
+
+    def _drain(self, sub: Subchannel) -> None:
+        sub.set_draining()
+        self._draining[sub.key] = sub
+        self._close_if_idle(sub)
+
+    def _close_if_idle(self, sub: Subchannel) -> None:
+        if sub.draining and sub.in_flight == 0 and self._draining.get(sub.key) is sub:
+            del self._draining[sub.key]
+            task = asyncio.get_running_loop().create_task(sub.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    # Picker side.
+    def _on_change(self, _sub: Subchannel) -> None:
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        subs = self._subchannels.values()
+        ready = [s for s in subs if s.pickable]
+        zone_total = 0
+        if self.zone_policy is not None and self.zone_policy.zone is not None:
+            zone_total = sum(1 for s in subs if s.zone == self.zone_policy.zone)
+        self.picker = build_picker(
+            self._policy, ready, zone_policy=self.zone_policy, zone_total=zone_total
+        )
+        self._publish_gauges()
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _publish_gauges(self) -> None:
+        counts = Counter(_state_label(s) for s in self._subchannels.values())
+        counts["draining"] = len(self._draining)
+        for state in ("ready", "connecting", "not_serving", "ejected", "failing", "draining"):
+            self._metrics.endpoints.labels(self.target, state).set(counts.get(state, 0))
+
+    async def wait_for_change(self, timeout: float | None) -> None:
+        """Wait until the picker is rebuilt (or the timeout passes)."""
+        event = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    def pick(self, exclude: Collection[str] = ()) -> Subchannel | None:
+        return self.picker.pick(exclude)
+
+    # Outcome side (every attempt reports here exactly once).
+    def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
+        sub.in_flight -= 1
+        if code in _ENDPOINT_FAILURES:
+            if self._outlier.failure(sub.key):
+                log.warning("ejecting %s after repeated failures", sub.key)
+                self._metrics.ejections.labels(self.target).inc()
+                sub.set_ejected(True)
+                self._schedule_release()
+        elif code is not grpc.StatusCode.CANCELLED:
+            self._outlier.success(sub.key)
+        if sub.draining:
+            self._close_if_idle(sub)
+
+    def _schedule_release(self) -> None:
+        when = self._outlier.next_release()
+        if when is None:
+            return
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - self._outlier.now())
+        self._release_timer = loop.call_later(delay, self._release)
+
+    def _release(self) -> None:
+        self._release_timer = None
+        for key in self._outlier.release_expired():
+            sub = self._subchannels.get(key)
+            if sub is not None:
+                log.info("returning %s after ejection", key)
+                sub.set_ejected(False)
+        self._schedule_release()
+
+    # Introspection.
+    def statuses(self) -> tuple[EndpointStatus, ...]:
+        subs = [*self._subchannels.values(), *self._draining.values()]
+        return tuple(s.status() for s in sorted(subs, key=lambda s: s.key))
+
+    def ready_count(self) -> int:
+        return sum(1 for s in self._subchannels.values() if s.pickable)
+
+    def describe(self) -> str:
+        """One line for errors: how many endpoints and in which states."""
+        if not self.resolved:
+            return "no endpoints resolved yet"
+        counts = Counter(_state_label(s) for s in self._subchannels.values())
+        if not counts:
+            return f"discovery ({self.snapshot_source}) returned no endpoints"
+        parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        return f"{len(self._subchannels)} endpoint(s): {parts}"
+
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        subs = self._subchannels.values()
+        if any(s.pickable for s in subs):
+            return grpc.ChannelConnectivity.READY
+        if any(s.connectivity in (Connectivity.CONNECTING, Connectivity.READY) for s in subs):
+            return grpc.ChannelConnectivity.CONNECTING
+        if any(s.connectivity is Connectivity.TRANSIENT_FAILURE for s in subs):
+            return grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        return grpc.ChannelConnectivity.IDLE
+
+    async def aclose(self) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        subs = [*self._subchannels.values(), *self._draining.values()]
+        self._subchannels.clear()
+        self._draining.clear()
+        await asyncio.gather(*(s.aclose() for s in subs), *self._closing, return_exceptions=True)
+        self._rebuild()
+
+
+def _state_label(sub: Subchannel) -> str:
+    if sub.pickable:
+        return "ready"
+    if sub.ejected:
+        return "ejected"
+    if sub.connectivity is Connectivity.READY and sub.health.value == "not_serving":
+        return "not_serving"
+    if sub.connectivity is Connectivity.TRANSIENT_FAILURE:
+        return "failing"
+    return "connecting"

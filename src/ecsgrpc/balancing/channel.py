@@ -1,0 +1,332 @@
+"""``BalancedChannel``: a drop-in for ``grpc.aio.Channel`` that balances over a target.
+
+Any generated stub works on it (``FooStub(channel)``): it implements the four
+multicallable factories. It runs a resolver watch in the background, keeps one
+subchannel per endpoint, and routes each call through the current picker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from ecsgrpc.balancing.balancer import Balancer
+from ecsgrpc.balancing.calls import StreamCallables, UnaryUnaryCallable
+from ecsgrpc.balancing.outlier import OutlierConfig, OutlierDetector
+from ecsgrpc.balancing.picker import POLICIES, ZonePolicy
+from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy
+from ecsgrpc.balancing.status import EndpointStatus
+from ecsgrpc.balancing.subchannel import Subchannel
+from ecsgrpc.balancing.zone import detect_zone
+from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
+from ecsgrpc.errors import ConfigError, NoEndpointAvailable
+from ecsgrpc.metrics import client_metrics
+from ecsgrpc.resolvers.base import Resolver
+
+__all__ = ["BalancedChannel", "channel_options", "connect"]
+
+log = logging.getLogger(__name__)
+
+
+def channel_options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+    """Options of each per-endpoint grpc channel.
+
+    Keepalive every 60 s, below the NLB's 350 s idle timeout and above the 30 s
+    our servers permit (no ``too_many_pings``); a local subchannel pool so each
+    BalancedChannel owns its connections.
+    """
+    return [
+        ("grpc.keepalive_time_ms", int(DEFAULT_CLIENT_KEEPALIVE_SECONDS * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.use_local_subchannel_pool", 1),
+        # Reconnect quickly after a task restart; grpc's default starts at 1 s.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+        *extra,
+    ]
+
+
+class BalancedChannel:
+    """Balances calls over the endpoints a resolver reports. One event loop.
+
+    Use ``async with connect(target) as channel`` (or call :meth:`close`).
+    Calls made before the first resolution wait for an endpoint (up to their
+    deadline, or ``connect_timeout`` without one) unless ``wait_for_ready=False``.
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        *,
+        target: str,
+        policy: str = "least_request",
+        health_check: bool = True,
+        health_service: str = "",
+        zone: str | None = None,
+        detect_ecs_zone: bool = True,
+        retry: RetryPolicy | None = None,
+        outlier: OutlierConfig | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        registry: CollectorRegistry | None = None,
+        connect_timeout: float = 20.0,
+        idempotent_methods: Collection[str] = (),
+    ) -> None:
+        if policy not in POLICIES:
+            raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+        if connect_timeout <= 0:
+            raise ConfigError(f"connect_timeout must be > 0, got {connect_timeout!r}")
+        self.target = target
+        self._resolver = resolver
+        self._credentials = credentials
+        self._options = channel_options(options)
+        self._metrics = client_metrics(registry)
+        self._retry_policy = retry or RetryPolicy()
+        self._budget = RetryBudget.from_policy(self._retry_policy)
+        self._idempotent = frozenset(idempotent_methods)
+        self._connect_timeout = connect_timeout
+        self._zone = zone
+        self._detect_zone = detect_ecs_zone and zone is None
+        self._balancer = Balancer(
+            target=target,
+            policy=policy,
+            channel_factory=self._new_channel,
+            metrics=self._metrics,
+            outlier=OutlierDetector(outlier),
+            zone_policy=ZonePolicy(zone) if zone else None,
+            health_check=health_check,
+            health_service=health_service,
+        )
+        self._in_flight = self._metrics.in_flight.labels(target)
+        self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _new_channel(self, address: str) -> grpc.aio.Channel:
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(address, self._credentials, options=self._options)
+        return grpc.aio.insecure_channel(address, options=self._options)
+
+    # Lifecycle.
+    def _ensure_started(self) -> None:
+        if self._watch_task is None:
+            if self._closed:
+                raise NoEndpointAvailable(grpc.StatusCode.UNAVAILABLE, "channel is closed")
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        if self._detect_zone:
+            zone = await detect_zone()
+            if zone:
+                self._zone = zone
+                self._balancer.zone_policy = ZonePolicy(zone)
+        delay = 0.1
+        while not self._closed:
+            try:
+                async for snapshot in self._resolver.watch():
+                    self._balancer.apply(snapshot)
+                    delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("resolver for %s failed; restarting its watch", self.target)
+            if self._closed:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def __aenter__(self) -> Self:
+        self._ensure_started()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop discovery and close every connection (in-flight calls are cancelled)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+        await self._resolver.aclose()
+        await self._balancer.aclose()
+
+    # grpc.aio.Channel's surface.
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> UnaryUnaryCallable:
+        return UnaryUnaryCallable(self, method, request_serializer, response_deserializer)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        return StreamCallables.unary_stream(self, method, request_serializer, response_deserializer)
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        return StreamCallables.stream_unary(self, method, request_serializer, response_deserializer)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        return StreamCallables.stream_stream(
+            self, method, request_serializer, response_deserializer
+        )
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        if try_to_connect:
+            self._ensure_started()
+        return self._balancer.connectivity()
+
+    async def channel_ready(self, timeout: float | None = None, *, min_ready: int = 1) -> None:
+        """Wait until at least ``min_ready`` endpoints take calls.
+
+        Raises NoEndpointAvailable (DEADLINE_EXCEEDED) when ``timeout`` passes,
+        or (UNAVAILABLE) after ``connect_timeout`` when no timeout is given.
+        """
+        self._ensure_started()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._balancer.ready_count() < min_ready:
+            await self._wait_or_fail(deadline)
+
+    # Introspection.
+    def endpoints(self) -> tuple[EndpointStatus, ...]:
+        """Every endpoint's state, health, in-flight calls, ejection and zone."""
+        return self._balancer.statuses()
+
+    @property
+    def ready_count(self) -> int:
+        return self._balancer.ready_count()
+
+    @property
+    def zone(self) -> str | None:
+        return self._zone
+
+    # The call path (used by calls.py).
+    async def _pick(
+        self, tried: Collection[str], deadline: float | None, wait_for_ready: bool | None
+    ) -> Subchannel:
+        self._ensure_started()
+        while True:
+            sub = self._balancer.pick(tried)
+            if sub is not None:
+                return sub
+            if wait_for_ready is False:
+                raise NoEndpointAvailable(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"no ready endpoint for {self.target} ({self._balancer.describe()})",
+                )
+            await self._wait_or_fail(deadline)
+
+    async def _wait_or_fail(self, deadline: float | None) -> None:
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + self._connect_timeout
+            code = grpc.StatusCode.UNAVAILABLE
+        else:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+        started = now
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NoEndpointAvailable(
+                    code,
+                    f"no ready endpoint for {self.target} after "
+                    f"{time.monotonic() - started:.2f}s ({self._balancer.describe()})",
+                )
+            before = self._balancer.picker
+            await self._balancer.wait_for_change(left)
+            if self._balancer.picker is not before:
+                return
+
+    def _call_started(self) -> None:
+        self._budget.record_call()
+        self._in_flight.inc()
+
+    def _call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self._in_flight.dec()
+        child = self._durations.get((method, code))
+        if child is None:
+            child = self._metrics.duration.labels(method, code.name)
+            self._durations[(method, code)] = child
+        child.observe(seconds)
+        if code is not grpc.StatusCode.OK:
+            self._metrics.failures.labels(method, code.name.lower()).inc()
+
+
+def connect(
+    target: str | Resolver,
+    *,
+    policy: str = "least_request",
+    health_check: bool = True,
+    health_service: str = "",
+    zone: str | None = None,
+    retry: RetryPolicy | None = None,
+    outlier: OutlierConfig | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+    registry: CollectorRegistry | None = None,
+    connect_timeout: float = 20.0,
+    idempotent_methods: Collection[str] = (),
+    resolver_options: dict[str, Any] | None = None,
+) -> BalancedChannel:
+    """A :class:`BalancedChannel` for ``target`` (a target string or a Resolver).
+
+    Raises ConfigError for a bad target or option (the message names it).
+    """
+    if isinstance(target, str):
+        from ecsgrpc.resolvers.registry import build_resolver
+
+        resolver: Resolver = build_resolver(target, registry=registry, **(resolver_options or {}))
+        label = target
+    else:
+        resolver = target
+        label = resolver.name
+    return BalancedChannel(
+        resolver,
+        target=label,
+        policy=policy,
+        health_check=health_check,
+        health_service=health_service,
+        zone=zone,
+        retry=retry,
+        outlier=outlier,
+        credentials=credentials,
+        options=options,
+        registry=registry,
+        connect_timeout=connect_timeout,
+        idempotent_methods=idempotent_methods,
+    )

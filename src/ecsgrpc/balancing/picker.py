@@ -1,0 +1,189 @@
+"""Pickers: pure functions of a snapshot of ready subchannels (grpc-go's ``Picker``).
+
+A picker is built whole on every state change and swapped atomically; ``pick()``
+never blocks and does no I/O. It reads each candidate's ``in_flight`` (a plain
+int the call path keeps) and ``weight``; nothing else.
+
+Policies:
+
+* ``round_robin``: each ready endpoint in turn (smooth weighted when weights differ).
+* ``least_request`` (default): power of two choices: sample two distinct ready
+  endpoints, take the one with fewer in-flight calls per unit of weight. Cheap,
+  and it steers away from slow endpoints because their calls pile up.
+
+Zone awareness sits in :func:`select_candidates`, before the policy: when the
+caller's zone is known and the zone has enough ready endpoints, only those are
+candidates (cross-zone traffic costs money on AWS and adds latency).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Collection, Sequence
+from typing import Generic, Protocol, TypeVar
+
+__all__ = [
+    "POLICIES",
+    "Candidate",
+    "LeastRequestPicker",
+    "Picker",
+    "RoundRobinPicker",
+    "ZonePolicy",
+    "build_picker",
+    "select_candidates",
+]
+
+
+class Candidate(Protocol):
+    """What a picker needs from a subchannel."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def weight(self) -> int: ...
+    @property
+    def zone(self) -> str | None: ...
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+class Picker(Generic[C]):
+    """Base picker: ``pick()`` returns a candidate or None when there is none."""
+
+    def __init__(self, candidates: Sequence[C]) -> None:
+        self.candidates: tuple[C, ...] = tuple(candidates)
+
+    def pick(self, exclude: Collection[str] = ()) -> C | None:
+        raise NotImplementedError
+
+    def _fallback(self, exclude: Collection[str]) -> C | None:
+        """Least-loaded candidate not excluded; any candidate when all are excluded."""
+        pool = [c for c in self.candidates if c.key not in exclude] or list(self.candidates)
+        return min(pool, key=_load) if pool else None
+
+
+def _load(c: Candidate) -> float:
+    return c.in_flight / c.weight
+
+
+class RoundRobinPicker(Picker[C]):
+    """Round robin; smooth weighted round robin (nginx's) when weights differ."""
+
+    def __init__(self, candidates: Sequence[C], *, start: int | None = None) -> None:
+        super().__init__(candidates)
+        self._schedule = _weighted_schedule(self.candidates)
+        # Start at a random offset so many clients do not hit the same endpoint first.
+        offset = random.randrange(len(self._schedule)) if start is None and self._schedule else 0  # noqa: S311
+        self._counter = itertools.count(offset if start is None else start)
+
+    def pick(self, exclude: Collection[str] = ()) -> C | None:
+        schedule = self._schedule
+        if not schedule:
+            return None
+        chosen = schedule[next(self._counter) % len(schedule)]
+        if exclude and chosen.key in exclude:
+            return self._fallback(exclude)
+        return chosen
+
+
+def _weighted_schedule(candidates: Sequence[C]) -> tuple[C, ...]:
+    weights = [c.weight for c in candidates]
+    if not candidates or len(set(weights)) == 1:
+        return tuple(candidates)
+    divisor = math.gcd(*weights)
+    weights = [w // divisor for w in weights]
+    total = sum(weights)
+    if total > 10_000:  # keep the schedule small; scale down, keep every endpoint
+        weights = [max(1, w * 10_000 // total) for w in weights]
+        total = sum(weights)
+    current = [0] * len(candidates)
+    schedule = []
+    for _ in range(total):
+        for i, w in enumerate(weights):
+            current[i] += w
+        best = max(range(len(candidates)), key=current.__getitem__)
+        current[best] -= total
+        schedule.append(candidates[best])
+    return tuple(schedule)
+
+
+class LeastRequestPicker(Picker[C]):
+    """Power of two choices on in-flight calls per unit of weight."""
+
+    def __init__(self, candidates: Sequence[C], *, rng: random.Random | None = None) -> None:
+        super().__init__(candidates)
+        self._rand = (rng or random.Random()).random  # noqa: S311 (not for security)
+
+    def pick(self, exclude: Collection[str] = ()) -> C | None:
+        cands = self.candidates
+        n = len(cands)
+        if n == 0:
+            return None
+        if n == 1:
+            only = cands[0]
+            return only if only.key not in exclude else self._fallback(exclude)
+        i = int(self._rand() * n)
+        j = int(self._rand() * (n - 1))
+        if j >= i:
+            j += 1
+        a, b = cands[i], cands[j]
+        # Ties go to the first sample, which is random: no bias.
+        chosen = a if a.in_flight * b.weight <= b.in_flight * a.weight else b
+        if exclude and chosen.key in exclude:
+            other = b if chosen is a else a
+            return other if other.key not in exclude else self._fallback(exclude)
+        return chosen
+
+
+POLICIES = {"round_robin": RoundRobinPicker, "least_request": LeastRequestPicker}
+
+
+class ZonePolicy:
+    """When to keep traffic in the caller's zone.
+
+    In-zone only when the zone has at least ``min_ready`` ready endpoints and at
+    least ``min_fraction`` of the zone's known endpoints are ready (a zone that
+    is mostly failing should not absorb all of our load); otherwise spread
+    over every zone.
+    """
+
+    def __init__(self, zone: str | None, *, min_ready: int = 2, min_fraction: float = 0.5) -> None:
+        self.zone = zone
+        self.min_ready = min_ready
+        self.min_fraction = min_fraction
+
+
+def select_candidates(
+    ready: Sequence[C], zone_policy: ZonePolicy | None, zone_total: int = 0
+) -> tuple[C, ...]:
+    """The ready subchannels a picker should choose among (zone filter applied).
+
+    ``zone_total`` is how many endpoints (ready or not) the caller's zone has.
+    """
+    if zone_policy is None or zone_policy.zone is None:
+        return tuple(ready)
+    local = tuple(c for c in ready if c.zone == zone_policy.zone)
+    if len(local) >= zone_policy.min_ready and len(local) >= zone_policy.min_fraction * max(
+        zone_total, 1
+    ):
+        return local
+    return tuple(ready)
+
+
+def build_picker(
+    policy: str,
+    ready: Sequence[C],
+    *,
+    zone_policy: ZonePolicy | None = None,
+    zone_total: int = 0,
+) -> Picker[C]:
+    """Build the picker for ``policy`` over the ready subchannels."""
+    candidates = select_candidates(ready, zone_policy, zone_total)
+    if policy == "round_robin":
+        return RoundRobinPicker(candidates)
+    return LeastRequestPicker(candidates)

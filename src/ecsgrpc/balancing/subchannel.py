@@ -1,0 +1,204 @@
+"""A subchannel: one ``grpc.aio`` channel to one endpoint, with its health.
+
+States (connectivity is grpc's; health is ``grpc.health.v1`` Watch, gRFC A17)::
+
+    IDLE -> CONNECTING -> READY <-> TRANSIENT_FAILURE -> ... -> SHUTDOWN
+    health: UNKNOWN -> SERVING <-> NOT_SERVING (UNKNOWN again when the watch breaks)
+
+A subchannel takes new calls (is *pickable*) only when connected (READY), its
+health is SERVING (or health checking is off, or the server has no health
+service), it is not ejected by outlier detection, and discovery has not removed
+it (*draining*: it finishes its in-flight calls, then closes). Every change
+calls ``on_change`` so the balancer can rebuild its picker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ecsgrpc.balancing.status import EndpointStatus
+from ecsgrpc.endpoints import Endpoint
+
+__all__ = ["Connectivity", "Health", "Subchannel"]
+
+log = logging.getLogger(__name__)
+
+
+class Connectivity(enum.Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    READY = "ready"
+    TRANSIENT_FAILURE = "transient_failure"
+    SHUTDOWN = "shutdown"
+
+
+_FROM_GRPC = {
+    grpc.ChannelConnectivity.IDLE: Connectivity.IDLE,
+    grpc.ChannelConnectivity.CONNECTING: Connectivity.CONNECTING,
+    grpc.ChannelConnectivity.READY: Connectivity.READY,
+    grpc.ChannelConnectivity.TRANSIENT_FAILURE: Connectivity.TRANSIENT_FAILURE,
+    grpc.ChannelConnectivity.SHUTDOWN: Connectivity.SHUTDOWN,
+}
+
+
+class Health(enum.Enum):
+    UNKNOWN = "unknown"
+    SERVING = "serving"
+    NOT_SERVING = "not_serving"
+
+
+ChannelFactory = Callable[[str], grpc.aio.Channel]
+
+
+class Subchannel:
+    """One endpoint's connection and health. Used from one event loop."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        channel_factory: ChannelFactory,
+        on_change: Callable[[Subchannel], None],
+        health_check: bool = True,
+        health_service: str = "",
+    ) -> None:
+        self.endpoint = endpoint
+        self.key = endpoint.address
+        self.in_flight = 0
+        self.connectivity = Connectivity.IDLE
+        self.health = Health.UNKNOWN if health_check else Health.SERVING
+        self.draining = False
+        self.ejected = False
+        self._health_check = health_check
+        self._health_service = health_service
+        self._on_change = on_change
+        self._channel: grpc.aio.Channel = channel_factory(self.key)
+        self._callables: dict[tuple[str, str], Any] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # What pickers read (see picker.Candidate).
+    @property
+    def weight(self) -> int:
+        return self.endpoint.weight
+
+    @property
+    def zone(self) -> str | None:
+        return self.endpoint.zone
+
+    @property
+    def pickable(self) -> bool:
+        return (
+            self.connectivity is Connectivity.READY
+            and self.health is Health.SERVING
+            and not self.ejected
+            and not self.draining
+        )
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._watch_connectivity()))
+        if self._health_check:
+            self._tasks.append(loop.create_task(self._watch_health()))
+
+    def multicallable(self, kind: str, method: str, serializer: Any, deserializer: Any) -> Any:
+        """The underlying channel's multicallable for ``method`` (cached)."""
+        found = self._callables.get((kind, method))
+        if found is None:
+            factory = getattr(self._channel, kind)
+            found = factory(
+                method,
+                request_serializer=serializer,
+                response_deserializer=deserializer,
+                _registered_method=True,
+            )
+            self._callables[(kind, method)] = found
+        return found
+
+    def update(self, endpoint: Endpoint) -> None:
+        """New attributes for the same address (zone, weight, ...)."""
+        self.endpoint = endpoint
+        self._changed()
+
+    def set_draining(self) -> None:
+        if not self.draining:
+            self.draining = True
+            self._changed()
+
+    def set_ejected(self, ejected: bool) -> None:
+        if self.ejected != ejected:
+            self.ejected = ejected
+            self._changed()
+
+    def status(self) -> EndpointStatus:
+        return EndpointStatus(
+            address=self.key,
+            instance_id=self.endpoint.instance_id,
+            zone=self.endpoint.zone,
+            state=self.connectivity.value,
+            health=self.health.value,
+            in_flight=self.in_flight,
+            ejected=self.ejected,
+            draining=self.draining,
+            pickable=self.pickable,
+        )
+
+    async def aclose(self) -> None:
+        """Stop watching and close the connection (cancels calls still on it)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._channel.close()
+        self.connectivity = Connectivity.SHUTDOWN
+
+    def _changed(self) -> None:
+        if not self._closed:
+            self._on_change(self)
+
+    async def _watch_connectivity(self) -> None:
+        channel = self._channel
+        while True:
+            # try_to_connect: leave IDLE at once (after a GOAWAY or idle timeout).
+            state = _FROM_GRPC[channel.get_state(try_to_connect=True)]
+            if state is not self.connectivity:
+                self.connectivity = state
+                self._changed()
+            if state is Connectivity.SHUTDOWN:
+                return
+            await channel.wait_for_state_change(channel.get_state())
+
+    async def _watch_health(self) -> None:
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        request = health_pb2.HealthCheckRequest(service=self._health_service)
+        delay = 0.05
+        while True:
+            try:
+                async for reply in stub.Watch(request, wait_for_ready=True):
+                    delay = 0.05
+                    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+                    self._set_health(Health.SERVING if serving else Health.NOT_SERVING)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                    # No health service: judge by the connection alone (gRFC A17).
+                    self._set_health(Health.SERVING)
+                    return
+                log.debug("health watch of %s ended: %s", self.key, exc.code())
+            self._set_health(Health.UNKNOWN)
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311
+            delay = min(delay * 2, 1.0)
+
+    def _set_health(self, health: Health) -> None:
+        if health is not self.health:
+            self.health = health
+            self._changed()
