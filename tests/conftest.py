@@ -23,3 +23,17 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     yield factory
     for agent in started:
         agent.stop()
+
+
+# Discovery: the AWS emulator (moto server) and a real DNS server (dnsmasq).
+from tests.support.aws import aws, aws_emulator  # noqa: E402, F401
+from tests.support.dnsmasq import Dnsmasq  # noqa: E402
+
+
+@pytest.fixture
+def dnsmasq(tmp_path: Path) -> Iterator[Dnsmasq]:
+    """A started dnsmasq serving ``*.test`` with TTL 1, stopped at the end."""
+    server = Dnsmasq(tmp_path / "dnsmasq", ttl=1)
+    server.start()
+    yield server
+    server.stop()

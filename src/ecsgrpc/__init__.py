@@ -3,6 +3,7 @@
 The public API is what ``__all__`` lists; everything else is internal.
 """
 
+from ecsgrpc.discovery import resolve
 from ecsgrpc.endpoints import Endpoint, EndpointSet
 from ecsgrpc.errors import (
     ConfigError,
@@ -12,6 +13,7 @@ from ecsgrpc.errors import (
     StreamInterrupted,
 )
 from ecsgrpc.server import Server, ServerState, ServiceSpec, serve
+from ecsgrpc.targets import parse_target
 
 __version__ = "0.1.0"
 
@@ -27,4 +29,6 @@ __all__ = [
     "ServiceSpec",
     "StreamInterrupted",
     "serve",
+    "resolve",
+    "parse_target",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecsgrpc.errors import ConfigError
@@ -131,3 +131,64 @@ __all__ += [
     "NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS",
     "WORKFLOW_SERVICE_TARGET_ENV",
 ]
+
+
+# The deployed default target (the chain above): Cloud Map's API (zones, health,
+# fast changes), and its DNS records when the API cannot be reached.
+DEFAULT_WORKFLOW_TARGET = DEFAULT_WORKFLOW_SERVICE_TARGET
+
+
+class ClientSettings(BaseSettings):
+    """Where a Workflow Agent client connects (env prefix ``WORKFLOW_SERVICE_``).
+
+    The rule: ``WORKFLOW_SERVICE_TARGET`` (any target) wins; else
+    ``WORKFLOW_SERVICE_HOST`` (+ ``WORKFLOW_SERVICE_PORT``, default 50051) is the
+    seed's direct mode, one fixed endpoint; else :data:`DEFAULT_WORKFLOW_TARGET`.
+    Empty variables count as unset.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKFLOW_SERVICE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    target: str | None = Field(None, description="A target (see docs/discovery.md).")
+    host: str | None = Field(None, min_length=1, description="Direct mode: one agent's host.")
+    port: int = Field(DEFAULT_GRPC_PORT, ge=1, le=65535, description="Direct mode: its port.")
+
+    @field_validator("target")
+    @classmethod
+    def _valid_target(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ecsgrpc.targets import parse_target
+
+            parse_target(value)  # ConfigError is a ValueError: pydantic reports it
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ecsgrpc.targets_util import parse_host_port
+
+            parse_host_port(value, default_port=DEFAULT_GRPC_PORT)
+        return value
+
+    def resolved_target(self) -> str:
+        """The target this rule picks (see the class docstring)."""
+        if self.target is not None:
+            return self.target
+        if self.host is not None:
+            from ecsgrpc.targets_util import parse_host_port
+
+            # A port written into the host (``agent:7000``) wins over the variable.
+            host, port = parse_host_port(self.host, default_port=self.port)
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return DEFAULT_WORKFLOW_TARGET
+
+
+def target_from_env() -> str:
+    """The client's target from the environment; ConfigError names a bad variable."""
+    return load(ClientSettings).resolved_target()
+
+
+__all__ += ["DEFAULT_WORKFLOW_TARGET", "ClientSettings", "target_from_env"]

@@ -16,6 +16,8 @@ def parse_port(text: str, *, context: str) -> int:
     """A TCP port 1..65535 from text; ConfigError quotes ``context`` otherwise."""
     if not text.isascii() or not text.isdigit():
         raise ConfigError(f"{context!r}: port {text!r} is not a number")
+    if len(text.lstrip("0")) > 5:  # also keeps int() away from huge digit strings
+        raise ConfigError(f"{context!r}: port {text} is out of range 1-65535")
     port = int(text)
     if not 1 <= port <= 65535:
         raise ConfigError(f"{context!r}: port {port} is out of range 1-65535")

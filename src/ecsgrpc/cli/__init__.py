@@ -30,9 +30,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from ecsgrpc.cli import agent, probe
+    from ecsgrpc.cli import agent, discover, probe
 
-    for module in (agent, probe):
+    for module in (agent, probe, discover):
         module.register(app)
 
 

@@ -125,7 +125,7 @@ class AwsEmulator:
         """Make moto keep ECS tasks RUNNING instead of advancing them by itself."""
         self._moto_api(
             "state-manager/set-transition",
-            {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1}},
+            {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
         )
 
     # Cloud Map, as the Terraform module provisions it.

@@ -1,0 +1,47 @@
+"""``dns:///name:port``: every A and AAAA record of a name, refreshed on the record TTL.
+
+The refresh comes when the smallest TTL of the answer expires, clamped to
+``[min_ttl, max_ttl]`` and made up to ``refresh_jitter`` earlier so clients
+that started together drift apart (grpcio's own ``dns:///`` resolver ignores
+the TTL). An answer without records is a real, empty answer (re-asked after
+``negative_ttl``); NXDOMAIN, SERVFAIL, timeouts and network errors are errors,
+so the watch keeps the last-known-good set and backs off.
+"""
+
+from __future__ import annotations
+
+import dns.asyncresolver
+from prometheus_client import CollectorRegistry
+
+from ecsgrpc.endpoints import Endpoint, EndpointSet
+from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
+from ecsgrpc.resolvers.options import ResolverOptions
+from ecsgrpc.resolvers.polling import PollingResolver, dedupe
+from ecsgrpc.targets import DnsSpec
+
+__all__ = ["DnsResolver"]
+
+
+class DnsResolver(PollingResolver):
+    """A/AAAA resolver for a :class:`~ecsgrpc.targets.DnsSpec`."""
+
+    def __init__(
+        self,
+        spec: DnsSpec,
+        *,
+        options: ResolverOptions | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        super().__init__("dns", spec.target or spec.name, options=options, registry=registry)
+        self._spec = spec
+        self._dns: dns.asyncresolver.Resolver | None = None
+
+    async def _fetch(self) -> EndpointSet:
+        if self._dns is None:
+            self._dns = await make_dns_resolver(self._spec.nameserver)
+        answer = await lookup_addresses(self._dns, self._spec.name, lifetime=self._options.timeout)
+        endpoints = dedupe((Endpoint(a, self._spec.port) for a in answer.addresses), self._skip)
+        return EndpointSet.of(endpoints, source=self.name, ttl=answer.ttl)
+
+    def refresh_delay(self, snapshot: EndpointSet) -> float:
+        return self._ttl_delay(snapshot.ttl)

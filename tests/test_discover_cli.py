@@ -1,0 +1,114 @@
+"""``ecsgrpc discover``: table, JSON, watch until Ctrl-C, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ecsgrpc.local.emulator import AwsEmulator
+from tests.support.dnsmasq import Dnsmasq
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ecsgrpc", "discover", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+
+
+def test_table_of_a_static_target() -> None:
+    result = _run("static:///127.0.0.2:50051,127.0.0.3:50052")
+    assert result.returncode == 0, result.stderr
+    for text in (
+        "host",
+        "port",
+        "zone",
+        "health",
+        "instance id",
+        "source",
+        "127.0.0.2",
+        "50052",
+        "static",
+    ):
+        assert text in result.stdout
+
+
+async def test_json_of_a_cloudmap_target(aws: AwsEmulator) -> None:
+    svc = await asyncio.to_thread(aws.provision_cloudmap)
+    attrs = {
+        "AWS_INSTANCE_IPV4": "10.0.0.1",
+        "AWS_INSTANCE_PORT": "50051",
+        "AVAILABILITY_ZONE": "us-east-1a",
+    }
+    await asyncio.to_thread(aws.register_instance, svc, "task-1", attrs)
+    result = await asyncio.to_thread(_run, "cloudmap://workflow.local/workflow-agent", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 1
+    assert rows[0]["host"] == "10.0.0.1"
+    assert rows[0]["port"] == 50051
+    assert rows[0]["attributes"]["availability_zone"] == "us-east-1a"
+    assert rows[0]["attributes"]["instance_id"] == "task-1"
+    assert rows[0]["source"] == "cloudmap"
+
+
+def test_bad_target_is_one_line_and_exit_2() -> None:
+    result = _run("cloudmap://ns/svc?health=SICK")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0
+    assert "health='SICK' is not one of" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unresolvable_target_is_one_line_and_exit_1(dnsmasq: Dnsmasq) -> None:
+    result = _run(f"dns://{dnsmasq.nameserver}/missing.test:50051", "--timeout", "1")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "cannot resolve" in result.stderr and "NXDOMAIN" in result.stderr
+
+
+def test_watch_prints_each_change_until_ctrl_c(dnsmasq: Dnsmasq) -> None:
+    dnsmasq.set_hosts({"agent.test": ["127.0.0.2"]})
+    time.sleep(0.3)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ecsgrpc",
+            "discover",
+            f"dns://{dnsmasq.nameserver}/agent.test:50051",
+            "--watch",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert [row["host"] for row in first] == ["127.0.0.2"]
+        dnsmasq.set_hosts({"agent.test": ["127.0.0.2", "127.0.0.3"]})
+        second = json.loads(proc.stdout.readline())
+        assert sorted(row["host"] for row in second) == ["127.0.0.2", "127.0.0.3"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
