@@ -31,7 +31,7 @@ class Backoff:
     """
 
     initial: float = 0.5
-    maximum: float = 30.0
+    maximum: float = 10.0
     multiplier: float = 2.0
     jitter: float = 0.2
 
