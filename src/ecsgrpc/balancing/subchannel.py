@@ -170,13 +170,17 @@ class Subchannel:
         channel = self._channel
         while True:
             # try_to_connect: leave IDLE at once (after a GOAWAY or idle timeout).
-            state = _FROM_GRPC[channel.get_state(try_to_connect=True)]
+            observed = channel.get_state(try_to_connect=True)
+            state = _FROM_GRPC[observed]
             if state is not self.connectivity:
                 self.connectivity = state
                 self._changed()
             if state is Connectivity.SHUTDOWN:
                 return
-            await channel.wait_for_state_change(channel.get_state())
+            # Wait for a change from the state recorded above, not from a fresh
+            # get_state(): grpc's threads may have moved on in between, and that
+            # change would be missed (the subchannel stuck IDLE while READY).
+            await channel.wait_for_state_change(observed)
 
     async def _watch_health(self) -> None:
         stub = health_pb2_grpc.HealthStub(self._channel)
