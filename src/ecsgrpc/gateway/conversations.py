@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from starlette.requests import Request
@@ -25,7 +26,7 @@ from ecsgrpc.gateway.models import ConversationIn, ConversationReply, DoneEvent,
 from ecsgrpc.gateway.settings import GatewaySettings
 from ecsgrpc.gateway.sse import ClientGone, DisconnectWatcher, EventStreamResponse, sse_frame
 from ecsgrpc.metrics import GatewayMetrics
-from ecsgrpc.workflow import pb2
+from ecsgrpc.workflow import pb2, workflow_stub
 from ecsgrpc.workflow.client import WorkflowClient, build_request
 
 __all__ = ["CLIENT_CLOSED_REQUEST", "Conversations", "ReplyAssembler", "event_out", "wants_sse"]
@@ -96,6 +97,10 @@ class Conversations:
     client: WorkflowClient
     settings: GatewaySettings
     metrics: GatewayMetrics
+    _stub: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_stub", workflow_stub(self.client.channel))
 
     def _error(self, exc: Exception) -> ApiError:
         """The HTTP error for an upstream failure (counted by gRPC code)."""
@@ -110,15 +115,24 @@ class Conversations:
     async def _upstream(
         self, request: pb2.ConversationRequest
     ) -> AsyncIterator[pb2.ConversationEvent]:
-        """The agent's events; waits at most ``endpoint_wait_seconds`` for a ready agent."""
+        """The agent's events.
+
+        Waits at most ``endpoint_wait_seconds`` for a ready agent, then calls
+        with ``wait_for_ready=False``: when every agent fails or is ejected
+        mid-call, the answer is a quick 503, not a wait until the deadline.
+        """
         started = time.monotonic()
         budget = self.settings.request_timeout_seconds
         channel = self.client.channel
         if channel.ready_count == 0:
             await channel.channel_ready(timeout=min(self.settings.endpoint_wait_seconds, budget))
         left = max(budget - (time.monotonic() - started), 0.001)
-        async for event in self.client.process_conversation(request, timeout=left):
-            yield event
+        call = self._stub.ProcessConversation(request, timeout=left, wait_for_ready=False)
+        try:
+            async for event in call:
+                yield event
+        finally:
+            call.cancel()
 
     async def _first(
         self, events: AsyncIterator[pb2.ConversationEvent]
