@@ -147,3 +147,50 @@ async def _ready(http: httpx.AsyncClient) -> bool:
 async def _not_ready(http: httpx.AsyncClient) -> bool:
     response = await http.get("/readyz")
     return response.status_code == 503 and response.json()["status"] == "draining"
+
+
+@needs_string_targets
+async def test_sse_through_a_gateway_process_to_agents_found_in_cloud_map(
+    agents: Callable[..., AgentProcess],
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    from ecsgrpc.local.emulator import AwsEmulator
+
+    procs = [agents(f"127.0.0.{i}") for i in (2, 3)]
+    with AwsEmulator(host="127.0.0.1") as aws:
+        svc = await asyncio.to_thread(aws.provision_cloudmap)
+        for proc, zone in zip(procs, ("us-east-1a", "us-east-1b"), strict=True):
+            attributes = {
+                "AWS_INSTANCE_IPV4": proc.host,
+                "AWS_INSTANCE_PORT": str(proc.port),
+                "AVAILABILITY_ZONE": zone,
+            }
+            await asyncio.to_thread(aws.register_instance, svc, proc.instance_id, attributes)
+        gw = gateway_process(
+            "--host",
+            "127.0.0.13",
+            "--port",
+            "0",
+            "--target",
+            "cloudmap://workflow.local/workflow-agent?poll=1s",
+            env=aws.env(),
+        )
+        assert gw.url, gw.log_text()
+        served = set()
+        async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+            assert await wait_until(lambda: _ready(http), 15), gw.log_text()
+            endpoints = (await http.get("/debug/endpoints")).json()
+            for n in range(16):  # least_request ties break at random: both agents serve
+                text = f"found in cloud map {n}"
+                async with http.stream(
+                    "POST", "/v1/conversations", json=conversation(text), headers=SSE
+                ) as stream:
+                    frames = await read_frames(stream)
+                assert frames[-1].event == "done"
+                assert frames[-1].data["reply"] == text
+                served.add(frames[-1].data["served_by"])
+    assert {(e["address"], e["zone"]) for e in endpoints} == {
+        (procs[0].address, "us-east-1a"),
+        (procs[1].address, "us-east-1b"),
+    }
+    assert served == {p.instance_id for p in procs}
