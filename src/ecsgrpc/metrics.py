@@ -203,3 +203,64 @@ def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:
 
 def resolver_metrics(registry: CollectorRegistry | None = None) -> ResolverMetrics:
     return _get(ResolverMetrics, registry)
+
+
+@dataclass(frozen=True)
+class GatewayMetrics:
+    """The API Gateway's HTTP instruments (``ecsgrpc_gateway_*``)."""
+
+    requests: Counter
+    duration: Histogram
+    in_flight: Gauge
+    upstream_errors: Counter
+    draining: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
+        return cls(
+            requests=Counter(
+                "ecsgrpc_gateway_requests_total",
+                "HTTP requests answered, by route template, method and status.",
+                ["route", "method", "status"],
+                registry=registry,
+            ),
+            duration=Histogram(
+                "ecsgrpc_gateway_request_duration_seconds",
+                "Time to answer an HTTP request (a stream: until its last event).",
+                ["route", "method"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            in_flight=Gauge(
+                "ecsgrpc_gateway_requests_in_flight",
+                "HTTP requests (including open streams) being answered.",
+                ["route"],
+                registry=registry,
+            ),
+            upstream_errors=Counter(
+                "ecsgrpc_gateway_upstream_errors_total",
+                "Agent calls that failed, by gRPC code (before or during a stream).",
+                ["code"],
+                registry=registry,
+            ),
+            draining=Gauge(
+                "ecsgrpc_gateway_draining",
+                "1 while the gateway drains after SIGTERM.",
+                registry=registry,
+            ),
+        )
+
+
+def gateway_metrics(registry: CollectorRegistry | None = None) -> GatewayMetrics:
+    """The gateway's instruments on ``registry`` (the same ones on every call)."""
+    reg = REGISTRY if registry is None else registry
+    with _lock:
+        families = _cache.setdefault(reg, {})
+        found = families.get(GatewayMetrics)
+        if found is None:
+            found = families[GatewayMetrics] = GatewayMetrics.create(reg)
+    assert isinstance(found, GatewayMetrics)
+    return found
+
+
+__all__ += ["GatewayMetrics", "gateway_metrics"]

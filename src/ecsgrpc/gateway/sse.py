@@ -1,0 +1,115 @@
+"""Server-Sent Events: framing, and a streaming response that stops on disconnect.
+
+Wire format (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+each agent event is ``id: SEQUENCE`` + ``data: {json}``; a successful stream
+ends with ``event: done``, a failed one with ``event: error`` (an ErrorBody).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["ClientGone", "DisconnectWatcher", "EventStreamResponse", "sse_frame"]
+
+_T = TypeVar("_T")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Tell nginx-like proxies not to buffer the stream.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def sse_frame(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
+    """One SSE frame; ``data`` may span lines (each becomes a ``data:`` line)."""
+    lines = []
+    if event is not None:
+        lines.append(f"event: {event}")
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.extend(f"data: {line}" for line in (data.split("\n") if data else [""]))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected; the work done for it was cancelled."""
+
+
+class DisconnectWatcher:
+    """Runs steps of a request's work and cancels the step when the client disconnects.
+
+    Created by the route after the body was read; ``receive`` then yields only
+    ``http.disconnect``. Call :meth:`close` when the request ends.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[None] | None = None
+
+    async def _wait(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+
+    async def run(self, step: Awaitable[_T]) -> _T:
+        """``await step`` unless the client leaves first (then cancel it, raise ClientGone)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._wait())
+        work = asyncio.ensure_future(step)
+        try:
+            await asyncio.wait({work, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        if work.done():
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        raise ClientGone
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class EventStreamResponse(Response):
+    """A 200 ``text/event-stream`` that sends ``frames`` as they come.
+
+    When the client disconnects the iteration of ``frames`` is cancelled (so
+    the upstream call behind it is cancelled too) and ``client_gone`` is set.
+    The response owns ``watcher`` and closes it.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[bytes], watcher: DisconnectWatcher) -> None:
+        # Response.__init__ would add a Content-Length; this response has none.
+        self.frames = frames
+        self.watcher = watcher
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(SSE_HEADERS)
+        self.client_gone = False
+
+    async def _pump(self, send: Send) -> None:
+        async for frame in self.frames:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        try:
+            await self.watcher.run(self._pump(send))
+        except ClientGone:
+            self.client_gone = True
+        finally:
+            await self.watcher.close()
