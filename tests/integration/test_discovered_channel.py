@@ -26,8 +26,11 @@ def _register(aws: AwsEmulator, svc: CloudMapService, agent: AgentProcess, zone:
     aws.register_instance(
         svc,
         agent.instance_id,
-        {"AWS_INSTANCE_IPV4": agent.host, "AWS_INSTANCE_PORT": str(agent.port),
-         "AVAILABILITY_ZONE": zone},
+        {
+            "AWS_INSTANCE_IPV4": agent.host,
+            "AWS_INSTANCE_PORT": str(agent.port),
+            "AVAILABILITY_ZONE": zone,
+        },
     )
 
 
