@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	@echo "make demo: the demo is not built yet (issue 5); try: $(BIN)/ecsgrpc agent --help"
+	$(BIN)/ecsgrpc demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts $(wildcard bench)

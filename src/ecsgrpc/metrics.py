@@ -214,6 +214,7 @@ class GatewayMetrics:
     in_flight: Gauge
     upstream_errors: Counter
     draining: Gauge
+    restarts: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> GatewayMetrics:
@@ -246,6 +247,12 @@ class GatewayMetrics:
             draining=Gauge(
                 "ecsgrpc_gateway_draining",
                 "1 while the gateway drains after SIGTERM.",
+                registry=registry,
+            ),
+            restarts=Counter(
+                "ecsgrpc_gateway_restarts_total",
+                "Conversations restarted after their agent died mid-stream, by mode.",
+                ["mode"],
                 registry=registry,
             ),
         )

@@ -93,11 +93,17 @@ class Frame:
     id: str | None
 
 
-async def read_frames(response: httpx.Response, limit: int | None = None) -> list[Frame]:
-    """Parse SSE frames from a streaming response (all, or the first ``limit``)."""
+async def read_frames(
+    response: httpx.Response | AsyncIterator[str], limit: int | None = None
+) -> list[Frame]:
+    """Parse SSE frames from a streaming response (all, or the first ``limit``).
+
+    Pass ``response.aiter_lines()`` instead of the response to read it in parts.
+    """
     frames: list[Frame] = []
     event, data, ident = "message", [], None
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines() if isinstance(response, httpx.Response) else response
+    async for line in lines:
         if line == "":
             if data:
                 frames.append(Frame(event, json.loads("\n".join(data)), ident))

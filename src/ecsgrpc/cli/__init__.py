@@ -29,12 +29,14 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from ecsgrpc.cli import agent, discover, probe
+# One module per command, each with register(app); imported lazily so that
+# `ecsgrpc probe` (an ECS health check, run often) stays quick to start.
+COMMANDS = ("agent", "probe", "discover", "gateway", "demo")
 
-    for module in (agent, probe, discover):
-        module.register(app)
-    importlib.import_module("ecsgrpc.cli.gateway").register(app)
+
+def _register() -> None:
+    for name in COMMANDS:
+        importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
 
 
 # Commands whose usage errors must exit 1 rather than click's 2.

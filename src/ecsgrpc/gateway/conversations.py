@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ecsgrpc.errors import EcsGrpcError
+from ecsgrpc.errors import EcsGrpcError, StreamInterrupted
 from ecsgrpc.gateway.errors import ApiError, from_grpc
 from ecsgrpc.gateway.models import ConversationIn, ConversationReply, DoneEvent, EventOut
 from ecsgrpc.gateway.settings import GatewaySettings
@@ -74,6 +74,11 @@ class ReplyAssembler:
         if event.kind == pb2.ConversationEvent.KIND_DELTA:
             self.parts.append(event.text)
 
+    def restart(self) -> None:
+        """Forget a cut attempt's events (a restart starts over)."""
+        self.parts.clear()
+        self.events = 0
+
     def reply(self) -> ConversationReply:
         return ConversationReply(
             conversation_id=self.conversation_id,
@@ -81,6 +86,29 @@ class ReplyAssembler:
             served_by=self.served_by,
             events=self.events,
         )
+
+
+class Restart:
+    """Attempts of one conversation: ``again()`` opens the next upstream call."""
+
+    def __init__(
+        self,
+        open_call: Callable[[], AsyncIterator[pb2.ConversationEvent]],
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._open = open_call
+        self._metrics = metrics
+        self.attempt = 0
+
+    def again(self, mode: str = "") -> AsyncIterator[pb2.ConversationEvent]:
+        self.attempt += 1
+        if self.attempt > 1:
+            self._metrics.restarts.labels(mode).inc()
+        return self._open()
+
+    def reset_body(self, exc: Exception) -> dict[str, object]:
+        """The ``event: reset`` frame: discard what was shown; a new attempt follows."""
+        return {"attempt": self.attempt + 1, "reason": str(exc)}
 
 
 def _dump(model: EventOut | DoneEvent | ConversationReply) -> str:
@@ -113,20 +141,19 @@ class Conversations:
         return err
 
     async def _upstream(
-        self, request: pb2.ConversationRequest
+        self, request: pb2.ConversationRequest, deadline: float
     ) -> AsyncIterator[pb2.ConversationEvent]:
-        """The agent's events.
+        """The agent's events, within the request's ``deadline`` (monotonic).
 
         Waits at most ``endpoint_wait_seconds`` for a ready agent, then calls
         with ``wait_for_ready=False``: when every agent fails or is ejected
         mid-call, the answer is a quick 503, not a wait until the deadline.
         """
-        started = time.monotonic()
-        budget = self.settings.request_timeout_seconds
         channel = self.client.channel
         if channel.ready_count == 0:
-            await channel.channel_ready(timeout=min(self.settings.endpoint_wait_seconds, budget))
-        left = max(budget - (time.monotonic() - started), 0.001)
+            wait = min(self.settings.endpoint_wait_seconds, deadline - time.monotonic())
+            await channel.channel_ready(timeout=max(wait, 0.001))
+        left = max(deadline - time.monotonic(), 0.001)
         call = self._stub.ProcessConversation(request, timeout=left, wait_for_ready=False)
         try:
             async for event in call:
@@ -138,25 +165,52 @@ class Conversations:
         self, events: AsyncIterator[pb2.ConversationEvent]
     ) -> pb2.ConversationEvent | None:
         try:
+            return await self._first_raw(events)
+        except _UPSTREAM_ERRORS as exc:
+            raise self._error(exc) from None
+
+    @staticmethod
+    async def _first_raw(
+        events: AsyncIterator[pb2.ConversationEvent],
+    ) -> pb2.ConversationEvent | None:
+        try:
             return await anext(events)
         except StopAsyncIteration:
             return None
-        except _UPSTREAM_ERRORS as exc:
-            raise self._error(exc) from None
+
+    def _may_restart(self, exc: Exception, attempt: int) -> bool:
+        """A stream cut after output by a dead agent may be restarted once."""
+        return (
+            self.settings.restart_interrupted
+            and attempt == 1
+            and isinstance(exc, StreamInterrupted)
+            and exc.code() is grpc.StatusCode.UNAVAILABLE
+        )
 
     async def _frames(
         self,
         first: pb2.ConversationEvent | None,
         events: AsyncIterator[pb2.ConversationEvent],
         assembler: ReplyAssembler,
+        restart: Restart,
     ) -> AsyncIterator[bytes]:
         try:
-            if first is not None:
-                assembler.add(first)
-                yield sse_frame(_dump(event_out(first)), event_id=str(first.sequence))
-                async for event in events:
-                    assembler.add(event)
-                    yield sse_frame(_dump(event_out(event)), event_id=str(event.sequence))
+            while True:
+                try:
+                    if first is not None:
+                        assembler.add(first)
+                        yield sse_frame(_dump(event_out(first)), event_id=str(first.sequence))
+                        async for event in events:
+                            assembler.add(event)
+                            yield sse_frame(_dump(event_out(event)), event_id=str(event.sequence))
+                    break
+                except _UPSTREAM_ERRORS as exc:
+                    if not self._may_restart(exc, restart.attempt):
+                        raise
+                    yield sse_frame(json.dumps(restart.reset_body(exc)), event="reset")
+                    assembler.restart()
+                    events = restart.again("sse")
+                    first = await self._first_raw(events)
         except _UPSTREAM_ERRORS as exc:
             err = self._error(exc)
             log.warning(
@@ -176,16 +230,22 @@ class Conversations:
         first: pb2.ConversationEvent | None,
         events: AsyncIterator[pb2.ConversationEvent],
         assembler: ReplyAssembler,
+        restart: Restart,
     ) -> ConversationReply:
-        if first is None:
-            return assembler.reply()
-        assembler.add(first)
-        try:
-            async for event in events:
-                assembler.add(event)
-        except _UPSTREAM_ERRORS as exc:
-            raise self._error(exc) from None
-        return assembler.reply()
+        while True:
+            try:
+                if first is not None:
+                    assembler.add(first)
+                    async for event in events:
+                        assembler.add(event)
+                return assembler.reply()
+            except _UPSTREAM_ERRORS as exc:
+                if not self._may_restart(exc, restart.attempt):
+                    raise self._error(exc) from None
+                log.info("restarting conversation %s: %s", assembler.conversation_id, exc)
+                assembler.restart()
+                events = restart.again("json")
+                first = await self._first(events)
 
     def _check(self, body: ConversationIn) -> None:
         if len(body.messages) > self.settings.max_messages:
@@ -204,7 +264,10 @@ class Conversations:
         self._check(body)
         cid = body.conversation_id or uuid.uuid4().hex
         messages = [m.model_dump() for m in body.messages]
-        events = self._upstream(build_request(cid, messages, body.metadata))
+        upstream = build_request(cid, messages, body.metadata)
+        deadline = time.monotonic() + self.settings.request_timeout_seconds
+        restart = Restart(lambda: self._upstream(upstream, deadline), self.metrics)
+        events = restart.again()
         assembler = ReplyAssembler(cid)
         watcher = DisconnectWatcher(request.receive)
         handed_over = False
@@ -212,8 +275,8 @@ class Conversations:
             first = await watcher.run(self._first(events))
             if wants_sse(request.headers.get("accept")):
                 handed_over = True
-                return EventStreamResponse(self._frames(first, events, assembler), watcher)
-            reply = await watcher.run(self._collect(first, events, assembler))
+                return EventStreamResponse(self._frames(first, events, assembler, restart), watcher)
+            reply = await watcher.run(self._collect(first, events, assembler, restart))
         except ClientGone:
             log.info("client left conversation %s; upstream call cancelled", cid)
             return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -44,6 +44,14 @@ class GatewaySettings(BaseSettings):
         le=300,
         description="After the drain: time for in-flight requests and streams to finish.",
     )
+    restart_interrupted: bool = Field(
+        True,
+        description=(
+            "Restart, once and on another agent, a conversation whose agent died mid-stream: "
+            "silently in JSON mode (nothing was sent yet), after an `event: reset` frame in "
+            "SSE mode (the client discards what it showed). Off: the client gets the error."
+        ),
+    )
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")

@@ -47,6 +47,12 @@ function onFrame(frame, state) {
       state.reply += data.text;
       $("reply").textContent = state.reply;
     }
+  } else if (frame.event === "reset") {
+    // The agent died mid-stream; the gateway restarts on another agent.
+    state.reply = "";
+    state.events = 0;
+    $("reply").textContent = "";
+    setStatus(`restarted (attempt ${data.attempt})`);
   } else if (frame.event === "done") {
     state.done = true;
     $("served-by").textContent = data.served_by;
