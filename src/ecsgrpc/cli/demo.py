@@ -36,9 +36,9 @@ def demo(
     options = DemoOptions(
         port=port,
         keep_running=keep_running,
-        warmup_seconds=8.0 * speed,
-        settle_seconds=6.0 * speed,
-        after_kill_seconds=8.0 * speed,
+        warmup_seconds=12.0 * speed,
+        settle_seconds=10.0 * speed,
+        after_kill_seconds=12.0 * speed,
     )
     console = Console(stderr=json_output)
     live = Live(console=console, refresh_per_second=4, transient=False)

@@ -41,9 +41,9 @@ class DemoOptions:
     port: int = 8080
     agents: int = 3
     workers: int = 6
-    warmup_seconds: float = 8.0
-    settle_seconds: float = 6.0
-    after_kill_seconds: float = 8.0
+    warmup_seconds: float = 12.0
+    settle_seconds: float = 10.0
+    after_kill_seconds: float = 12.0
     keep_running: bool = False
     run_dir: Path | None = None
 
