@@ -72,7 +72,8 @@ async def test_cloudmap_discovery_follows_registration_and_survives_a_kill(
             procs[0].kill()
             await asyncio.sleep(1.5)
             # A new task registered in Cloud Map gets traffic within one poll + 1 s.
-            newcomer = agents("127.0.0.5")
+            # Started off the event loop: a blocking start would stall the load.
+            newcomer = await asyncio.to_thread(agents, "127.0.0.5")
             await asyncio.to_thread(_register, aws, svc, newcomer, "us-east-1b")
             registered = time.monotonic()
             assert await wait_until(
