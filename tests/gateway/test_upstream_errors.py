@@ -97,11 +97,12 @@ async def test_a_failure_after_output_is_an_sse_error_event_then_the_end() -> No
 async def test_invalid_argument_from_the_agent_is_400_with_its_reason(
     agents: Callable[..., AgentProcess],
 ) -> None:
-    agent = agents("127.0.0.2")
+    # The gateway's own validation passes; the agent's stricter limit refuses it.
+    agent = agents("127.0.0.2", env={"AGENT_MAX_CONTENT_CHARS": "10"})
     async with running_gateway([endpoint(agent)]) as gw, gw.http() as http:
-        response = await http.post("/v1/conversations", json=conversation("hi", role="assistant"))
+        response = await http.post("/v1/conversations", json=conversation("x" * 20))
     error = _assert_error(response, 400, "invalid_argument")
-    assert "no message with role 'user'" in str(error["message"])
+    assert "messages[0].content has 20 characters; the limit is 10" in str(error["message"])
 
 
 async def test_a_message_over_the_agents_receive_limit_is_429(

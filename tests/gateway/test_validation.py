@@ -107,6 +107,7 @@ async def test_a_non_json_content_type_is_415(gw: RunningGateway, content_type: 
         ({**conversation("hi"), "metadata": {"k": 1}}, "body.metadata.k", "string"),
         ({**conversation("hi"), "mesages": []}, "body.mesages", "Extra inputs"),
         ([1, 2], "body", "valid dictionary"),
+        (conversation("hi", role="assistant"), "body", "at least one message must have role 'user'"),
     ],
 )
 async def test_an_invalid_conversation_is_422_naming_the_field(
@@ -119,6 +120,14 @@ async def test_an_invalid_conversation_is_422_naming_the_field(
     assert location in problems, problems
     assert words in problems[location]
     assert location in error["message"]
+
+
+async def test_content_over_the_agents_limit_is_422_before_any_upstream_call() -> None:
+    async with running_gateway() as gw, gw.http() as http:
+        response = await http.post("/v1/conversations", json=conversation("y" * 16385))
+    error = _error(response, 422, "invalid_request")
+    problems = {p["location"]: p["message"] for p in error["problems"]}
+    assert "at most 16384 characters" in problems["body.messages.0.content"]
 
 
 async def test_an_empty_body_is_422_asking_for_a_json_object(gw: RunningGateway) -> None:

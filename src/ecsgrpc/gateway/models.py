@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ecsgrpc.config import AgentSettings
+
+# The reference agent's own limit; a longer message would be refused upstream.
+MAX_CONTENT_CHARS = AgentSettings.model_fields["max_content_chars"].default
 
 __all__ = [
     "ConversationIn",
@@ -29,7 +34,7 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant", "system"]
-    content: str
+    content: str = Field(..., max_length=MAX_CONTENT_CHARS)
 
 
 class ConversationIn(BaseModel):
@@ -47,8 +52,19 @@ class ConversationIn(BaseModel):
     conversation_id: str | None = Field(
         None, min_length=1, max_length=256, description="Generated when absent."
     )
-    messages: list[MessageIn] = Field(..., min_length=1)
+    messages: list[MessageIn] = Field(
+        ...,
+        min_length=1,
+        description="At least one message with role `user`; the agent answers the last one.",
+        json_schema_extra={"contains": {"properties": {"role": {"const": "user"}}}},
+    )
     metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+    @model_validator(mode="after")
+    def _has_a_user_turn(self) -> ConversationIn:
+        if not any(m.role == "user" for m in self.messages):
+            raise ValueError("messages: at least one message must have role 'user'")
+        return self
 
 
 class ConversationReply(BaseModel):
