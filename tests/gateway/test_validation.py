@@ -107,7 +107,11 @@ async def test_a_non_json_content_type_is_415(gw: RunningGateway, content_type: 
         ({**conversation("hi"), "metadata": {"k": 1}}, "body.metadata.k", "string"),
         ({**conversation("hi"), "mesages": []}, "body.mesages", "Extra inputs"),
         ([1, 2], "body", "valid dictionary"),
-        (conversation("hi", role="assistant"), "body", "at least one message must have role 'user'"),
+        (
+            conversation("hi", role="assistant"),
+            "body",
+            "at least one message must have role 'user'",
+        ),
     ],
 )
 async def test_an_invalid_conversation_is_422_naming_the_field(
