@@ -22,11 +22,13 @@ import aiohttp
 from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import CollectorRegistry
 
 from ecsgrpc.errors import ResolutionError
-from ecsgrpc.resolvers.polling import Throttled
+from ecsgrpc.resolvers.options import ResolverOptions
+from ecsgrpc.resolvers.polling import PollingResolver, Throttled
 
-__all__ = ["THROTTLING_CODES", "AwsClient", "endpoint_override"]
+__all__ = ["THROTTLING_CODES", "AwsApiResolver", "AwsClient", "endpoint_override"]
 
 THROTTLING_CODES = frozenset(
     {
@@ -124,3 +126,38 @@ class AwsClient:
         client, self._client = self._client, None
         if client is not None:
             await self._stack.aclose()
+
+
+class AwsApiResolver(PollingResolver):
+    """A resolver that polls one AWS API (Cloud Map, ECS) with its own client.
+
+    Subclasses implement ``_fetch`` with ``self._client.call(...)``; the poll
+    interval is the ``poll`` option, else the target's.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        aws_service: str,
+        target: str,
+        poll: float,
+        *,
+        options: ResolverOptions | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        super().__init__(name, target, options=options, registry=registry)
+        self._target_poll = poll
+        opts = self._options
+        self._client = AwsClient(
+            aws_service,
+            timeout=opts.timeout,
+            session=opts.aws_session,
+            endpoint_url=opts.endpoint_url,
+            region=opts.region,
+        )
+
+    def _poll_interval(self) -> float:
+        return self._options.poll or self._target_poll
+
+    async def _release(self) -> None:
+        await self._client.aclose()

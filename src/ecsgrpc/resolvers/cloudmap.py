@@ -35,9 +35,9 @@ from ecsgrpc.endpoints import (
     Endpoint,
     EndpointSet,
 )
-from ecsgrpc.resolvers.aws import AwsClient
+from ecsgrpc.resolvers.aws import AwsApiResolver
 from ecsgrpc.resolvers.options import ResolverOptions
-from ecsgrpc.resolvers.polling import PollingResolver, Skip, dedupe
+from ecsgrpc.resolvers.polling import Skip, dedupe
 from ecsgrpc.targets import CloudMapSpec
 
 __all__ = ["MAX_INSTANCES", "CloudMapResolver", "canonical_ip", "endpoints_from_instances"]
@@ -49,7 +49,7 @@ PORT = "AWS_INSTANCE_PORT"
 ZONE = "AVAILABILITY_ZONE"
 
 
-class CloudMapResolver(PollingResolver):
+class CloudMapResolver(AwsApiResolver):
     """Cloud Map API resolver for a :class:`~ecsgrpc.targets.CloudMapSpec`."""
 
     def __init__(
@@ -60,19 +60,10 @@ class CloudMapResolver(PollingResolver):
         registry: CollectorRegistry | None = None,
     ) -> None:
         target = spec.target or f"cloudmap://{spec.namespace}/{spec.service}"
-        super().__init__("cloudmap", target, options=options, registry=registry)
-        self._spec = spec
-        opts = self._options
-        self._client = AwsClient(
-            "servicediscovery",
-            timeout=opts.timeout,
-            session=opts.aws_session,
-            endpoint_url=opts.endpoint_url,
-            region=opts.region,
+        super().__init__(
+            "cloudmap", "servicediscovery", target, spec.poll, options=options, registry=registry
         )
-
-    def _poll_interval(self) -> float:
-        return self._options.poll or self._spec.poll
+        self._spec = spec
 
     async def _fetch(self) -> EndpointSet:
         params: dict[str, Any] = {
@@ -89,9 +80,6 @@ class CloudMapResolver(PollingResolver):
             instances, default_port=self._spec.port, skip=self._skip
         )
         return EndpointSet.of(endpoints, source=self.name, ttl=self._poll_interval())
-
-    async def _release(self) -> None:
-        await self._client.aclose()
 
 
 def endpoints_from_instances(

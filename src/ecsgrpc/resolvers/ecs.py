@@ -30,9 +30,9 @@ from ecsgrpc.endpoints import (
     Endpoint,
     EndpointSet,
 )
-from ecsgrpc.resolvers.aws import AwsClient
+from ecsgrpc.resolvers.aws import AwsApiResolver
 from ecsgrpc.resolvers.options import ResolverOptions
-from ecsgrpc.resolvers.polling import PollingResolver, Skip, dedupe
+from ecsgrpc.resolvers.polling import Skip, dedupe
 from ecsgrpc.targets import EcsSpec
 
 __all__ = ["DESCRIBE_BATCH", "EcsResolver", "endpoints_from_tasks"]
@@ -42,7 +42,7 @@ _LIST_PAGE = 100  # ListTasks' largest page
 _MAX_PAGES = 1000  # a runaway nextToken loop stops here
 
 
-class EcsResolver(PollingResolver):
+class EcsResolver(AwsApiResolver):
     """ECS API resolver for an :class:`~ecsgrpc.targets.EcsSpec`."""
 
     def __init__(
@@ -53,19 +53,8 @@ class EcsResolver(PollingResolver):
         registry: CollectorRegistry | None = None,
     ) -> None:
         target = spec.target or f"ecs://{spec.cluster}/{spec.service}?port={spec.port}"
-        super().__init__("ecs", target, options=options, registry=registry)
+        super().__init__("ecs", "ecs", target, spec.poll, options=options, registry=registry)
         self._spec = spec
-        opts = self._options
-        self._client = AwsClient(
-            "ecs",
-            timeout=opts.timeout,
-            session=opts.aws_session,
-            endpoint_url=opts.endpoint_url,
-            region=opts.region,
-        )
-
-    def _poll_interval(self) -> float:
-        return self._options.poll or self._spec.poll
 
     async def _fetch(self) -> EndpointSet:
         arns = await self._list_task_arns()
@@ -97,9 +86,6 @@ class EcsResolver(PollingResolver):
                 break
             params["nextToken"] = token
         return list(dict.fromkeys(arns))
-
-    async def _release(self) -> None:
-        await self._client.aclose()
 
 
 def endpoints_from_tasks(
