@@ -8,9 +8,10 @@ naming the variable and the value.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecsgrpc.errors import ConfigError
@@ -63,6 +64,25 @@ class ServerSettings(BaseSettings):
     min_ping_interval_seconds: float = Field(DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS, gt=0)
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Security (docs/security.md). Empty values count as unset.
+    tls_cert: Path | None = Field(None, description="Server certificate chain (PEM): TLS on.")
+    tls_key: Path | None = Field(None, description="Server private key (PEM).")
+    tls_ca: Path | None = Field(None, description="CA for client certificates: mTLS required.")
+    auth_token: SecretStr | None = Field(None, description="Bearer token callers must send.")
+    auth_token_file: Path | None = Field(None, description="File holding the bearer token.")
+    max_concurrent_streams: int = Field(
+        1000, ge=1, le=2**31 - 1, description="Concurrent calls per HTTP/2 connection."
+    )
+    max_call_seconds: float = Field(
+        300.0, gt=0, le=7 * 86400, description="Calls running longer end with DEADLINE_EXCEEDED."
+    )
+
+    @field_validator(
+        "tls_cert", "tls_key", "tls_ca", "auth_token", "auth_token_file", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class AgentSettings(BaseSettings):
@@ -104,5 +124,14 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "value"
         name = f"{env_prefix}{loc}".upper() if env_prefix else loc
-        parts.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        given = "<redacted>" if _is_secret(loc) else repr(err.get("input"))
+        parts.append(f"{name}={given}: {err['msg']}")
     return "invalid settings: " + "; ".join(parts)
+
+
+def _is_secret(field: str) -> bool:
+    """Fields whose values never appear in an error message (tokens, passwords)."""
+    lowered = field.lower()
+    return any(word in lowered for word in ("token", "secret", "password")) and not (
+        lowered.endswith("_file")
+    )

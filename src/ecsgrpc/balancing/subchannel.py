@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.endpoints import Endpoint
+from ecsgrpc.security.diagnose import last_error
 
 __all__ = ["Connectivity", "Health", "Subchannel"]
 
@@ -77,6 +78,7 @@ class Subchannel:
         self.health = Health.UNKNOWN if health_check else Health.SERVING
         self.draining = False
         self.ejected = False
+        self.last_error: str | None = None
         self._health_check = health_check
         self._health_service = health_service
         self._on_change = on_change
@@ -149,6 +151,7 @@ class Subchannel:
             ejected=self.ejected,
             draining=self.draining,
             pickable=self.pickable,
+            last_error=self.last_error,
         )
 
     async def aclose(self) -> None:
@@ -173,10 +176,30 @@ class Subchannel:
             state = _FROM_GRPC[channel.get_state(try_to_connect=True)]
             if state is not self.connectivity:
                 self.connectivity = state
+                if state is Connectivity.READY:
+                    self.last_error = None
+                elif state is Connectivity.TRANSIENT_FAILURE:
+                    await self._learn_last_error()
                 self._changed()
             if state is Connectivity.SHUTDOWN:
                 return
             await channel.wait_for_state_change(channel.get_state())
+
+    async def _learn_last_error(self) -> None:
+        """Ask grpc why the connection failed: a call that does not wait for
+        ready fails at once with the last connection error (no network I/O)."""
+        try:
+            await health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(service=self._health_service),
+                wait_for_ready=False,
+                timeout=1.0,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                error = last_error(exc.details() or "")
+                if error != self.last_error:  # log each new reason once
+                    log.info("cannot connect to %s: %s", self.key, error)
+                self.last_error = error
 
     async def _watch_health(self) -> None:
         stub = health_pb2_grpc.HealthStub(self._channel)
