@@ -50,6 +50,11 @@ _FROM_GRPC = {
 }
 
 
+_FAILING = (Connectivity.CONNECTING, Connectivity.TRANSIENT_FAILURE)
+# How often the connectivity watch looks at the channel even without a grpc event.
+RECHECK_SECONDS = 0.5
+
+
 class Health(enum.Enum):
     UNKNOWN = "unknown"
     SERVING = "serving"
@@ -79,6 +84,7 @@ class Subchannel:
         self.draining = False
         self.ejected = False
         self.last_error: str | None = None
+        self._diagnosis: asyncio.Task[None] | None = None
         self._health_check = health_check
         self._health_service = health_service
         self._on_change = on_change
@@ -159,9 +165,10 @@ class Subchannel:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._diagnosis] if self._diagnosis else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._channel.close()
         self.connectivity = Connectivity.SHUTDOWN
 
@@ -171,23 +178,58 @@ class Subchannel:
 
     async def _watch_connectivity(self) -> None:
         channel = self._channel
-        while True:
-            # try_to_connect: leave IDLE at once (after a GOAWAY or idle timeout).
-            state = _FROM_GRPC[channel.get_state(try_to_connect=True)]
-            if state is not self.connectivity:
-                self.connectivity = state
-                if state is Connectivity.READY:
-                    self.last_error = None
-                elif state is Connectivity.TRANSIENT_FAILURE:
-                    await self._learn_last_error()
-                self._changed()
-            if state is Connectivity.SHUTDOWN:
-                return
-            await channel.wait_for_state_change(channel.get_state())
+        previous = Connectivity.IDLE
+        watch: asyncio.Task[None] | None = None
+        watched = None
+        try:
+            while True:
+                previous = self._observe(previous)
+                if previous is Connectivity.SHUTDOWN:
+                    return
+                # grpc.aio sometimes never completes a state watch (seen here: a
+                # channel in TRANSIENT_FAILURE while its watch still waited on
+                # IDLE), so look again every RECHECK_SECONDS, and replace a watch
+                # that missed a change.
+                raw = channel.get_state()
+                if watch is None or watch.done() or raw is not watched:
+                    if watch is not None:
+                        watch.cancel()
+                    watch = asyncio.get_running_loop().create_task(
+                        channel.wait_for_state_change(raw)
+                    )
+                    watched = raw
+                await asyncio.wait({watch}, timeout=RECHECK_SECONDS)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    def _observe(self, previous: Connectivity) -> Connectivity:
+        """Read the channel's state, publish a change, start a diagnosis after a failure."""
+        channel = self._channel
+        # try_to_connect: leave IDLE at once (after a GOAWAY or idle timeout).
+        state = _FROM_GRPC[channel.get_state(try_to_connect=True)]
+        if state is not self.connectivity:
+            self.connectivity = state
+            if state is Connectivity.READY:
+                self.last_error = None
+            self._changed()
+        # CONNECTING seen twice in a row: a TRANSIENT_FAILURE came and went between.
+        failed = state is Connectivity.TRANSIENT_FAILURE or (
+            state is Connectivity.CONNECTING and previous in _FAILING
+        )
+        if failed and self._diagnosis is None:
+            self._diagnosis = asyncio.get_running_loop().create_task(self._learn_last_error())
+        return state
 
     async def _learn_last_error(self) -> None:
         """Ask grpc why the connection failed: a call that does not wait for
         ready fails at once with the last connection error (no network I/O)."""
+        try:
+            await self._ask_last_error()
+        finally:
+            self._diagnosis = None
+
+    async def _ask_last_error(self) -> None:
         try:
             await health_pb2_grpc.HealthStub(self._channel).Check(
                 health_pb2.HealthCheckRequest(service=self._health_service),
