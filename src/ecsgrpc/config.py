@@ -33,6 +33,8 @@ DEFAULT_GRACE_SECONDS = 15.0
 # below the NLB's 350 s idle timeout.
 DEFAULT_CLIENT_KEEPALIVE_SECONDS = 60.0
 DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS = 30.0
+# grpc takes durations as C ints of milliseconds: at most 2**31 - 1 ms (~24.8 days).
+_MAX_GRPC_MS_SECONDS = (2**31 - 1) // 1000
 
 
 class ServerSettings(BaseSettings):
@@ -57,11 +59,14 @@ class ServerSettings(BaseSettings):
     max_connection_age_seconds: float | None = Field(
         None,
         gt=0,
+        le=_MAX_GRPC_MS_SECONDS,
         description="Close connections after this age (gRFC A9) so L4-balanced clients rebalance.",
     )
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_send_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    min_ping_interval_seconds: float = Field(DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS, gt=0)
+    min_ping_interval_seconds: float = Field(
+        DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS, gt=0, le=_MAX_GRPC_MS_SECONDS
+    )
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     # Security (docs/security.md). Empty values count as unset.

@@ -11,7 +11,9 @@ refused at start instead of failing every TLS handshake later.
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,9 @@ __all__ = ["KeyPair", "SettingFile", "read_ca_bundle", "read_key_pair"]
 
 # A file being rewritten while we read it: read, check, read again; retry a few times.
 _STABLE_READ_ATTEMPTS = 3
+# Certificates, keys and tokens are small; anything bigger is a wrong path
+# (and /dev/zero must not fill the memory).
+MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +51,34 @@ class KeyPair:
 
 
 def read_bytes(source: SettingFile) -> bytes:
-    """The file's bytes; ConfigError naming the setting when it cannot be read."""
+    """The file's bytes; ConfigError naming the setting when it cannot be read,
+    is not a regular file (a directory, a device, a FIFO), is empty or is
+    larger than :data:`MAX_FILE_BYTES`."""
     try:
-        data = source.path.read_bytes()
+        fd = os.open(source.path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{source}: cannot read the file: {reason}") from None
+        raise ConfigError(f"{source}: cannot read the file: {_os_reason(exc)}") from None
     except ValueError as exc:  # e.g. an embedded NUL byte in the path
         raise ConfigError(f"{source}: not a usable file path: {exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{source}: not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{source}: the file is larger than {MAX_FILE_BYTES} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the file: {_os_reason(exc)}") from None
+    finally:
+        os.close(fd)
     if not data.strip():
         raise ConfigError(f"{source}: the file is empty")
     return data
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 def read_ca_bundle(source: SettingFile) -> bytes:

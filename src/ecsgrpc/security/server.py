@@ -1,5 +1,6 @@
 """What :class:`ecsgrpc.Server` takes from :class:`ServerSettings` for security:
-TLS credentials (reloading), the token interceptor and the deadline cap.
+TLS credentials (reloading), the token interceptor, the deadline cap and the
+request decode guard.
 
 Built once at server construction; reading the files there is start-up work
 (before anything is served), and every problem is a ConfigError naming the
@@ -8,13 +9,14 @@ variable and file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
 from ecsgrpc.config import ServerSettings
 from ecsgrpc.security.auth import TokenAuthInterceptor
 from ecsgrpc.security.deadline import DeadlineCapInterceptor
+from ecsgrpc.security.decode import DecodeGuardInterceptor
 from ecsgrpc.security.server_tls import CertificateReloader, server_tls_files
 from ecsgrpc.security.tokens import token_from
 
@@ -28,6 +30,7 @@ class ServerSecurity:
     reloader: CertificateReloader | None
     auth: TokenAuthInterceptor | None
     deadline_cap: DeadlineCapInterceptor
+    decode_guard: DecodeGuardInterceptor = field(default_factory=DecodeGuardInterceptor)
 
     @property
     def mode(self) -> str:
@@ -40,11 +43,12 @@ class ServerSecurity:
         return None if self.reloader is None else self.reloader.credentials()
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Authentication first (a rejected call is never parsed), then the cap."""
+        """Authentication first (a rejected call is never parsed), then the cap,
+        then request decoding (INVALID_ARGUMENT for bytes that do not parse)."""
         found: list[grpc.aio.ServerInterceptor] = []
         if self.auth is not None:
             found.append(self.auth)
-        found.append(self.deadline_cap)
+        found.extend([self.deadline_cap, self.decode_guard])
         return found
 
 
