@@ -25,6 +25,7 @@ async def secure_server(
     *extra: ServiceSpec,
     agent: AgentSettings | None = None,
     servicer: WorkflowAgentServicer | None = None,
+    registry: CollectorRegistry | None = None,
     **settings: Any,
 ) -> AsyncIterator[Server]:
     """A started in-process agent on ``host`` with ``ServerSettings(**settings)``."""
@@ -34,7 +35,7 @@ async def secure_server(
     server = Server(
         [agent_service(servicer), *extra],
         settings=ServerSettings(**base),
-        registry=CollectorRegistry(),
+        registry=registry or CollectorRegistry(),
     )
     await server.start()
     try:
