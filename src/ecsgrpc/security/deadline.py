@@ -6,9 +6,10 @@ abusive client cannot hold a handler forever. A call with a shorter deadline
 is unaffected (gRPC ends it itself). Health and reflection are exempt: their
 watches are meant to stay open.
 
-Streaming responses: the cap covers the wait for each next message *inside*
-the handler (never a ``yield``, so a cancellation always lands in the
-handler's own code) and is checked again before every message.
+Streaming responses: one timer per call; when it fires while the handler is
+computing its next message, that wait is cancelled (inside the handler's own
+code, never at a ``yield``), and when it fires while the caller is reading,
+the stream ends before the next message.
 """
 
 from __future__ import annotations
@@ -74,25 +75,50 @@ class DeadlineCapInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap_stream(self, behavior: Behavior) -> Behavior:
         async def capped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            # One timer per call (not one per message): when it fires while the
+            # handler is computing its next message, that wait is cancelled;
+            # while the caller reads, the next loop turn sees ``fired``.
+            task = asyncio.current_task()
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.max_seconds
+            clock = _StreamClock(task)
+            timer = loop.call_at(loop.time() + self.max_seconds, clock.fire)
             responses = behavior(request, context)
             try:
                 while True:
-                    if loop.time() >= deadline:  # passed while the caller read slowly
+                    if clock.fired:
                         await self._cut(context)
-                    timeout = asyncio.timeout_at(deadline)
+                    clock.inside = True
                     try:
-                        async with timeout:
-                            item = await anext(responses)
+                        item = await anext(responses)
                     except StopAsyncIteration:
                         return
-                    except TimeoutError:
-                        if not timeout.expired():
+                    except asyncio.CancelledError:
+                        if not clock.fired or task is None:
                             raise
+                        task.uncancel()
                         await self._cut(context)
+                    finally:
+                        clock.inside = False
                     yield item
             finally:
+                timer.cancel()
                 await responses.aclose()
 
         return capped
+
+
+class _StreamClock:
+    """Where a capped stream is (inside the handler's next message or not) and
+    whether its time is up."""
+
+    __slots__ = ("fired", "inside", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.inside = False
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        if self.inside and self.task is not None:
+            self.task.cancel()
