@@ -8,9 +8,10 @@ naming the variable and the value.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecsgrpc.errors import ConfigError
@@ -32,6 +33,8 @@ DEFAULT_GRACE_SECONDS = 15.0
 # below the NLB's 350 s idle timeout.
 DEFAULT_CLIENT_KEEPALIVE_SECONDS = 60.0
 DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS = 30.0
+# grpc takes durations as C ints of milliseconds: at most 2**31 - 1 ms (~24.8 days).
+_MAX_GRPC_MS_SECONDS = (2**31 - 1) // 1000
 
 
 class ServerSettings(BaseSettings):
@@ -56,13 +59,35 @@ class ServerSettings(BaseSettings):
     max_connection_age_seconds: float | None = Field(
         None,
         gt=0,
+        le=_MAX_GRPC_MS_SECONDS,
         description="Close connections after this age (gRFC A9) so L4-balanced clients rebalance.",
     )
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_send_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    min_ping_interval_seconds: float = Field(DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS, gt=0)
+    min_ping_interval_seconds: float = Field(
+        DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS, gt=0, le=_MAX_GRPC_MS_SECONDS
+    )
     log_json: bool = Field(False, description="Log one JSON object per line.")
     log_level: str = Field("INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Security (docs/security.md). Empty values count as unset.
+    tls_cert: Path | None = Field(None, description="Server certificate chain (PEM): TLS on.")
+    tls_key: Path | None = Field(None, description="Server private key (PEM).")
+    tls_ca: Path | None = Field(None, description="CA for client certificates: mTLS required.")
+    auth_token: SecretStr | None = Field(None, description="Bearer token callers must send.")
+    auth_token_file: Path | None = Field(None, description="File holding the bearer token.")
+    max_concurrent_streams: int = Field(
+        1000, ge=1, le=2**31 - 1, description="Concurrent calls per HTTP/2 connection."
+    )
+    max_call_seconds: float = Field(
+        300.0, gt=0, le=7 * 86400, description="Calls running longer end with DEADLINE_EXCEEDED."
+    )
+
+    @field_validator(
+        "tls_cert", "tls_key", "tls_ca", "auth_token", "auth_token_file", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class AgentSettings(BaseSettings):
@@ -104,7 +129,8 @@ def describe_validation_error(exc: ValidationError, env_prefix: str = "") -> str
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "value"
         name = f"{env_prefix}{loc}".upper() if env_prefix else loc
-        parts.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        given = "<redacted>" if _is_secret(loc) else repr(err.get("input"))
+        parts.append(f"{name}={given}: {err['msg']}")
     return "invalid settings: " + "; ".join(parts)
 
 
@@ -192,3 +218,11 @@ def target_from_env() -> str:
 
 
 __all__ += ["DEFAULT_WORKFLOW_TARGET", "ClientSettings", "target_from_env"]
+
+
+def _is_secret(field: str) -> bool:
+    """Fields whose values never appear in an error message (tokens, passwords)."""
+    lowered = field.lower()
+    return any(word in lowered for word in ("token", "secret", "password")) and not (
+        lowered.endswith("_file")
+    )

@@ -1,7 +1,10 @@
 """Server interceptor that counts application calls and records server metrics.
 
 The count lets the server end its drain as soon as the application's own calls
-are done, rather than waiting out the grace for long-lived health watches.
+are done, rather than waiting out the grace for long-lived health watches:
+calls of ``ignore_prefixes`` methods (health watches, reflection streams) are
+not counted but their tasks are kept, so :meth:`InFlightInterceptor.cancel_ignored`
+can end them once the counted calls are done.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import grpc
 
 from ecsgrpc.metrics import ServerMetrics
+from ecsgrpc.security.handlers import wrap_handler
 
 __all__ = ["InFlightInterceptor"]
 
@@ -30,6 +34,8 @@ class InFlightInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._ignored_tasks: set[asyncio.Task[Any]] = set()
+        self._ending_ignored = False
 
     @property
     def in_flight(self) -> int:
@@ -48,9 +54,65 @@ class InFlightInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(self._ignore):
+        if handler is None:
             return handler
+        if method.startswith(self._ignore):
+            return wrap_handler(handler, self._remember_task)
         return _wrap_handler(handler, self, method)
+
+    def cancel_ignored(self) -> int:
+        """End the running calls of ignored methods (health watches) with
+        UNAVAILABLE "server is stopping", so a graceful stop need not wait for
+        them. Returns how many were ended."""
+        self._ending_ignored = True
+        tasks = [t for t in self._ignored_tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+    def _remember_task(self, behavior: _Behavior, streaming: bool) -> _Behavior:
+        """Wrap an ignored method so :meth:`cancel_ignored` can end it with a
+        status (a bare task cancel leaves the call open until the grace ends)."""
+        tasks = self._ignored_tasks
+
+        def ended(context: grpc.aio.ServicerContext) -> bool:
+            if not self._ending_ignored:
+                return False
+            context.set_code(grpc.StatusCode.UNAVAILABLE)
+            context.set_details("server is stopping")
+            return True
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def generator(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                task = asyncio.current_task()
+                if task is not None:
+                    tasks.add(task)
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except asyncio.CancelledError:
+                    if not ended(context):
+                        raise
+                finally:
+                    tasks.discard(task)
+
+            return generator
+
+        async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                tasks.add(task)
+            try:
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                if not ended(context):
+                    raise
+                return None
+            finally:
+                tasks.discard(task)
+
+        return coroutine
 
     # Accounting, called by the wrappers below.
     def _begin(self, method: str) -> float:

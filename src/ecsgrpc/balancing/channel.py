@@ -29,6 +29,8 @@ from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
 from ecsgrpc.errors import ConfigError, NoEndpointAvailable
 from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
+from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
+from ecsgrpc.security.diagnose import explain_connect_error
 
 __all__ = ["BalancedChannel", "channel_options", "connect"]
 
@@ -61,6 +63,12 @@ class BalancedChannel:
     Use ``async with connect(target) as channel`` (or call :meth:`close`).
     Calls made before the first resolution wait for an endpoint (up to their
     deadline, or ``connect_timeout`` without one) unless ``wait_for_ready=False``.
+
+    ``security`` (TLS files, bearer token; see :mod:`ecsgrpc.security`) is read
+    at construction (ConfigError naming the setting and file); the TLS files are
+    re-checked whenever discovery reports a new endpoint set and new
+    subchannels use the current ones. ``credentials`` is the raw alternative
+    (fixed ``grpc.ChannelCredentials``); give one or the other.
     """
 
     def __init__(
@@ -80,7 +88,10 @@ class BalancedChannel:
         registry: CollectorRegistry | None = None,
         connect_timeout: float = 20.0,
         idempotent_methods: Collection[str] = (),
+        security: ClientSecurity | None = None,
     ) -> None:
+        if credentials is not None and security is not None and security.tls is not None:
+            raise ConfigError("give TLS either as credentials= or as security=, not both")
         if policy not in POLICIES:
             raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
         if connect_timeout <= 0:
@@ -88,6 +99,9 @@ class BalancedChannel:
         self.target = target
         self._resolver = resolver
         self._credentials = credentials
+        self._security = None if security is None else ChannelSecurity(security)
+        if security is not None and security.token is not None and not self.uses_tls:
+            log.warning("a bearer token is configured without TLS: it travels in plaintext")
         self._options = channel_options(options)
         self._metrics = client_metrics(registry)
         self._retry_policy = retry or RetryPolicy()
@@ -112,6 +126,8 @@ class BalancedChannel:
         self._closed = False
 
     def _new_channel(self, address: str) -> grpc.aio.Channel:
+        if self._security is not None:
+            return self._security.new_channel(address, self._options, self._credentials)
         if self._credentials is not None:
             return grpc.aio.secure_channel(address, self._credentials, options=self._options)
         return grpc.aio.insecure_channel(address, options=self._options)
@@ -133,6 +149,8 @@ class BalancedChannel:
         while not self._closed:
             try:
                 async for snapshot in self._resolver.watch():
+                    if self._security is not None:
+                        await self._security.refresh()
                     self._balancer.apply(snapshot)
                     delay = 0.1
             except asyncio.CancelledError:
@@ -247,7 +265,7 @@ class BalancedChannel:
             if wait_for_ready is False:
                 raise NoEndpointAvailable(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"no ready endpoint for {self.target} ({self._balancer.describe()})",
+                    f"no ready endpoint for {self.target} ({self._describe()})",
                 )
             await self._wait_or_fail(deadline)
 
@@ -265,12 +283,25 @@ class BalancedChannel:
                 raise NoEndpointAvailable(
                     code,
                     f"no ready endpoint for {self.target} after "
-                    f"{time.monotonic() - started:.2f}s ({self._balancer.describe()})",
+                    f"{time.monotonic() - started:.2f}s ({self._describe()})",
                 )
             before = self._balancer.picker
             await self._balancer.wait_for_change(left)
             if self._balancer.picker is not before:
                 return
+
+    @property
+    def uses_tls(self) -> bool:
+        return self._credentials is not None or (self._security is not None and self._security.tls)
+
+    def _describe(self) -> str:
+        """The balancer's summary plus the last connection error, with a TLS hint."""
+        text = self._balancer.describe()
+        errors = [s.last_error for s in self.endpoints() if s.last_error and not s.pickable]
+        if not errors:
+            return text
+        hint = explain_connect_error(errors[0], tls=self.uses_tls)
+        return f"{text}; last error: {errors[0]}" + (f"; likely cause: {hint}" if hint else "")
 
     def _call_started(self) -> None:
         self._budget.record_call()
@@ -302,10 +333,13 @@ def connect(
     connect_timeout: float = 20.0,
     idempotent_methods: Collection[str] = (),
     resolver_options: dict[str, Any] | None = None,
+    security: ClientSecurity | None = None,
 ) -> BalancedChannel:
     """A :class:`BalancedChannel` for ``target`` (a target string or a Resolver).
 
-    Raises ConfigError for a bad target or option (the message names it).
+    ``security``: TLS/mTLS and a bearer token (see :class:`BalancedChannel`).
+    Raises ConfigError for a bad target, option or security file (the message
+    names it).
     """
     if isinstance(target, str):
         from ecsgrpc.resolvers.registry import build_resolver
@@ -329,4 +363,5 @@ def connect(
         registry=registry,
         connect_timeout=connect_timeout,
         idempotent_methods=idempotent_methods,
+        security=security,
     )

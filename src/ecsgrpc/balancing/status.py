@@ -24,6 +24,8 @@ class EndpointStatus:
     ejected: bool
     draining: bool  # removed by discovery, finishing its in-flight calls
     pickable: bool  # new calls may go here
+    # grpc's last connection error while not connected (e.g. a TLS handshake failure).
+    last_error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.endpoints import Endpoint
+from ecsgrpc.security.diagnose import last_error
 
 __all__ = ["Connectivity", "Health", "Subchannel"]
 
@@ -47,6 +48,11 @@ _FROM_GRPC = {
     grpc.ChannelConnectivity.TRANSIENT_FAILURE: Connectivity.TRANSIENT_FAILURE,
     grpc.ChannelConnectivity.SHUTDOWN: Connectivity.SHUTDOWN,
 }
+
+
+_FAILING = (Connectivity.CONNECTING, Connectivity.TRANSIENT_FAILURE)
+# How often the connectivity watch looks at the channel even without a grpc event.
+RECHECK_SECONDS = 0.5
 
 
 class Health(enum.Enum):
@@ -77,6 +83,8 @@ class Subchannel:
         self.health = Health.UNKNOWN if health_check else Health.SERVING
         self.draining = False
         self.ejected = False
+        self.last_error: str | None = None
+        self._diagnosis: asyncio.Task[None] | None = None
         self._health_check = health_check
         self._health_service = health_service
         self._on_change = on_change
@@ -149,6 +157,7 @@ class Subchannel:
             ejected=self.ejected,
             draining=self.draining,
             pickable=self.pickable,
+            last_error=self.last_error,
         )
 
     async def aclose(self) -> None:
@@ -156,9 +165,10 @@ class Subchannel:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._diagnosis] if self._diagnosis else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._channel.close()
         self.connectivity = Connectivity.SHUTDOWN
 
@@ -168,18 +178,70 @@ class Subchannel:
 
     async def _watch_connectivity(self) -> None:
         channel = self._channel
-        while True:
-            # try_to_connect: leave IDLE at once (after a GOAWAY or idle timeout).
-            observed = channel.get_state(try_to_connect=True)
-            state = _FROM_GRPC[observed]
-            if state is not self.connectivity:
-                self.connectivity = state
-                self._changed()
-            if state is Connectivity.SHUTDOWN:
-                return
-            # Wait for a change from the state we recorded, not a fresh read:
-            # a change between two reads would otherwise be missed for good.
-            await channel.wait_for_state_change(observed)
+        previous = Connectivity.IDLE
+        watch: asyncio.Task[None] | None = None
+        watched = None
+        try:
+            while True:
+                previous = self._observe(previous)
+                if previous is Connectivity.SHUTDOWN:
+                    return
+                # grpc.aio sometimes never completes a state watch (seen here: a
+                # channel in TRANSIENT_FAILURE while its watch still waited on
+                # IDLE), so look again every RECHECK_SECONDS, and replace a watch
+                # that missed a change.
+                raw = channel.get_state()
+                if watch is None or watch.done() or raw is not watched:
+                    if watch is not None:
+                        watch.cancel()
+                    watch = asyncio.get_running_loop().create_task(
+                        channel.wait_for_state_change(raw)
+                    )
+                    watched = raw
+                await asyncio.wait({watch}, timeout=RECHECK_SECONDS)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    def _observe(self, previous: Connectivity) -> Connectivity:
+        """Read the channel's state, publish a change, start a diagnosis after a failure."""
+        channel = self._channel
+        # try_to_connect: leave IDLE at once (after a GOAWAY or idle timeout).
+        state = _FROM_GRPC[channel.get_state(try_to_connect=True)]
+        if state is not self.connectivity:
+            self.connectivity = state
+            if state is Connectivity.READY:
+                self.last_error = None
+            self._changed()
+        # CONNECTING seen twice in a row: a TRANSIENT_FAILURE came and went between.
+        failed = state is Connectivity.TRANSIENT_FAILURE or (
+            state is Connectivity.CONNECTING and previous in _FAILING
+        )
+        if failed and self._diagnosis is None:
+            self._diagnosis = asyncio.get_running_loop().create_task(self._learn_last_error())
+        return state
+
+    async def _learn_last_error(self) -> None:
+        """Ask grpc why the connection failed: a call that does not wait for
+        ready fails at once with the last connection error (no network I/O)."""
+        try:
+            await self._ask_last_error()
+        finally:
+            self._diagnosis = None
+
+    async def _ask_last_error(self) -> None:
+        try:
+            await health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(service=self._health_service),
+                wait_for_ready=False,
+                timeout=1.0,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                error = last_error(exc.details() or "")
+                if error != self.last_error:  # log each new reason once
+                    log.info("cannot connect to %s: %s", self.key, error)
+                self.last_error = error
 
     async def _watch_health(self) -> None:
         stub = health_pb2_grpc.HealthStub(self._channel)

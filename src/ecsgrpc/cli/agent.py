@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,8 +49,22 @@ def agent(
     log_json: Annotated[
         bool | None, typer.Option("--log-json/--log-text", help="Log format [env GRPC_LOG_JSON].")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Certificate chain (PEM): serve TLS [env GRPC_TLS_CERT].")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="Private key (PEM) of --tls-cert [env GRPC_TLS_KEY].")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA (PEM) for client certificates: require mTLS [env GRPC_TLS_CA]."),
+    ] = None,
 ) -> int:
-    """Run the reference Workflow Agent (health, reflection, drain on SIGTERM)."""
+    """Run the reference Workflow Agent (health, reflection, drain on SIGTERM).
+
+    Caller authentication: set GRPC_AUTH_TOKEN or GRPC_AUTH_TOKEN_FILE (never a
+    flag: flags show in process listings). See docs/security.md.
+    """
     server_settings = load(
         ServerSettings,
         host=host,
@@ -58,6 +73,9 @@ def agent(
         grace_seconds=grace_seconds,
         max_connection_age_seconds=max_connection_age,
         log_json=log_json,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_ca=tls_ca,
     )
     agent_settings = load(AgentSettings, instance_id=instance_id, event_delay_seconds=event_delay)
     servicer = WorkflowAgentServicer(agent_settings)

@@ -41,8 +41,12 @@ class WorkflowClient:
     """Calls ``workflow.v1.WorkflowAgent`` over a balanced channel.
 
     ``target`` defaults to the environment's choice (see module docstring);
-    ``channel_options`` go to :func:`ecsgrpc.connect`. Use ``async with`` or
-    :meth:`aclose`. Safe for many concurrent calls on one loop.
+    ``channel_options`` go to :func:`ecsgrpc.connect`. Unless they include
+    ``security``, TLS and the bearer token come from the environment
+    (``WORKFLOW_SERVICE_TLS_*``, ``WORKFLOW_SERVICE_AUTH_TOKEN[_FILE]``; see
+    :mod:`ecsgrpc.security.settings`). Raises ConfigError naming a bad
+    variable or file. Use ``async with`` or :meth:`aclose`. Safe for many
+    concurrent calls on one loop.
     """
 
     def __init__(
@@ -58,6 +62,12 @@ class WorkflowClient:
                 from ecsgrpc.config import target_from_env
 
                 target = target_from_env()
+            if "security" not in channel_options:
+                from ecsgrpc.security.settings import client_security_from_env
+
+                security = client_security_from_env()
+                if security.enabled:
+                    channel_options["security"] = security
             channel = connect(target, **channel_options)
         self.channel = channel
         self.timeout = timeout
