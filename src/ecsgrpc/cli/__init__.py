@@ -35,6 +35,7 @@ def _register() -> None:
     for module in (agent, probe, discover):
         module.register(app)
     importlib.import_module("ecsgrpc.cli.gateway").register(app)
+    importlib.import_module("ecsgrpc.cli.bench").register(app)
 
 
 # Commands whose usage errors must exit 1 rather than click's 2.
