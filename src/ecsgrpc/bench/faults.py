@@ -30,6 +30,9 @@ class Loads:
     loads: dict[str, PacedLoad]
 
     async def stop(self) -> dict[str, list[Call]]:
+        """Stop every load at the same moment, then wait for their calls in flight."""
+        for load in self.loads.values():
+            load.halt()
         out = {}
         for name, load in self.loads.items():
             out[name] = await load.stop()

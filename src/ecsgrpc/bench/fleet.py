@@ -127,6 +127,7 @@ class TaskFleet:
             first_host=_FIRST_HOST,
             health_interval=0.25,
             unhealthy_threshold=2,
+            fresh_addresses=True,  # awsvpc: a new task has a new address
         )
         self.dnsmasq = (
             Dnsmasq(self._dir / "dnsmasq", ttl=DNS_TTL) if dns and dnsmasq_available() else None

@@ -140,6 +140,10 @@ class PacedLoad:
                 self.retry_marks.append(time.monotonic())
                 seen = now
 
+    def halt(self) -> None:
+        """Start no more calls (those in flight go on); :meth:`stop` collects them."""
+        self._stopping = True
+
     async def stop(self, drain: float = 20.0) -> list[Call]:
         """Stop starting calls; wait up to ``drain`` s for those in flight (then cancel)."""
         self._stopping = True

@@ -12,6 +12,7 @@ client left with only stopped tasks shows it in its failures.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from ecsgrpc.bench.faults import error_kinds, failure_metrics, running, timeline
@@ -20,12 +21,19 @@ from ecsgrpc.bench.results import Row, ScenarioResult, check
 from ecsgrpc.bench.settings import Context
 from ecsgrpc.local.task import TaskDefinition, TaskEvent, TaskEventKind
 
-__all__ = ["DEFINITION", "run"]
+__all__ = ["DEFINITION", "definition", "run"]
 
 NAME = "rolling_deploy"
 DEFINITION = TaskDefinition(
     drain_seconds=1.0, grace_seconds=5.0, stop_timeout=10.0, event_delay_seconds=0.005
 )
+
+
+def definition(scale: float) -> TaskDefinition:
+    """The tasks' definition; the drain shrinks only for tiny test runs (scale < 1)."""
+    return dataclasses.replace(DEFINITION, drain_seconds=max(0.2, min(1.0, scale)))
+
+
 COLUMNS = ("calls", "failed", "failed_stream_after_output", "duplicated_streams", "p99_ms")
 
 
@@ -33,7 +41,10 @@ async def run(ctx: Context) -> ScenarioResult:
     s = ctx.settings
     emulator = await asyncio.to_thread(ctx.emulator)
     tasks = TaskFleet(
-        emulator, ctx.service_name("rolling"), definition=DEFINITION, poll=s.cloudmap_poll
+        emulator,
+        ctx.service_name("rolling"),
+        definition=definition(s.scale),
+        poll=s.cloudmap_poll,
     )
     result = ScenarioResult(
         NAME,
@@ -43,7 +54,7 @@ async def run(ctx: Context) -> ScenarioResult:
             "tasks": 3,
             "rate_total": s.rate,
             "cloudmap_poll": s.cloudmap_poll,
-            "drain_seconds": DEFINITION.drain_seconds,
+            "drain_seconds": definition(s.scale).drain_seconds,
             "after_seconds": s.settle_seconds,
         },
     )

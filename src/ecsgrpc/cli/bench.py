@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -57,6 +58,8 @@ def bench(
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from None
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    # grpc's core logs every GOAWAY at INFO; the kills and deploys cause many.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     console = Console(stderr=True)
     started = time.monotonic()
     env = machine()
