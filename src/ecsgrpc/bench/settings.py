@@ -43,7 +43,7 @@ class BenchSettings:
             quick=quick,
             scale=scale,
             overhead_seconds=s(2.0, 0.7, 0.1),
-            overhead_rounds=3 if not quick else (2 if scale >= 0.5 else 1),
+            overhead_rounds=5 if not quick else (2 if scale >= 0.5 else 1),
             rate=300.0,
             kill_seconds=s(20.0, 8.0, 1.5),
             kill_at=s(5.0, 2.0, 0.5),

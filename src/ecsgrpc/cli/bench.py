@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shlex
 import sys
 import time
@@ -39,6 +38,9 @@ def bench(
 ) -> int:
     """Run ecsgrpc against gRPC's native balancing and the seed's client, side by side.
 
+    grpc's core logs each GOAWAY (kills, deploys) on stderr; run with
+    GRPC_VERBOSITY=ERROR in the environment to hide those lines.
+
     Scenarios: overhead, task_killed, rolling_deploy, scale_out, slow_task,
     discovery_outage, client_scale. Prints markdown tables and the targets.
     """
@@ -58,8 +60,6 @@ def bench(
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from None
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
-    # grpc's core logs every GOAWAY at INFO; the kills and deploys cause many.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     console = Console(stderr=True)
     started = time.monotonic()
     env = machine()
