@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,8 @@ def _timeline(plt: Any, name: str, scenario: dict[str, Any], out: Path) -> Path:
         ax.set_title(contender, fontsize=8, loc="left")
         ax.legend(fontsize=6, loc="upper right", ncol=4)
     axes[-1, 0].set_xlabel("seconds from the event")
-    fig.suptitle(f"{scenario['title']}: calls started per agent")
+    title = textwrap.fill(f"{scenario['title']}: calls started per agent", 90)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = out / f"{name}_timeline.png"
     fig.savefig(path, dpi=90)
