@@ -375,3 +375,19 @@ async def test_a_cancelled_start_and_a_close_during_start_leave_nothing_behind(
     assert len(tasks) == 3 and all(t.state is TaskState.STOPPED for t in tasks)
     assert all(process_gone(t.pid) for t in tasks if t.pid is not None)
     assert await cloudmap.discover(runner.namespace, runner.service_name, "ALL") == []
+
+
+@pytest.mark.timeout(60)
+async def test_with_fresh_addresses_a_new_task_never_reuses_a_stopped_tasks_address(
+    make_runner: Callable[..., TaskRunner],
+) -> None:
+    async with make_runner(fresh_addresses=True) as runner:
+        first = await runner.start_task()
+        await runner.stop(first)
+        second = await runner.start_task()
+        assert second.host != first.host
+    async with make_runner() as runner:  # the default reuses the lowest free address
+        first = await runner.start_task()
+        await runner.stop(first)
+        second = await runner.start_task()
+        assert second.host == first.host

@@ -1,45 +1,52 @@
-"""Overhead: throughput and latency of each contender over the same agents.
+"""Scenario 1, overhead: throughput, latency and client CPU of each contender.
 
-Contenders share one client process and the same agent processes; they run
-interleaved, round after round, and the median round is reported, so slow
-phases of a noisy machine hit every contender alike.
+Three agents; unary and server-streaming (20 events a call) calls, at
+concurrency 1 and 32 (closed loop: each worker calls again as soon as its
+call ends). Contenders share one client process and the same agent
+processes; they run interleaved, round after round (the order rotates each
+round), and the median round by throughput is kept, so slow phases of a
+noisy machine hit every contender alike. Throughput and p50 are reported as
+ratios to native ``round_robin`` measured in the same rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
-from prometheus_client import CollectorRegistry
 
-from ecsgrpc.balancing.channel import BalancedChannel
-from ecsgrpc.endpoints import Endpoint
-from ecsgrpc.local.process import AgentProcess
-from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import pb2, workflow_stub
+from ecsgrpc.bench.contenders import Client, conversation
+from ecsgrpc.bench.fleet import AgentFleet
+from ecsgrpc.bench.load import STREAM_WORDS, percentile
+from ecsgrpc.bench.results import Row, ScenarioResult, check
+from ecsgrpc.bench.settings import Context
+from ecsgrpc.errors import EcsGrpcError
 
-__all__ = ["OverheadResult", "native_round_robin", "run_overhead"]
+__all__ = ["BASELINE", "OverheadResult", "run"]
 
-STREAM_EVENTS = 20  # START + 18 deltas + COMPLETE
-_STREAM_REQUEST = pb2.ConversationRequest(
-    conversation_id="bench",
-    messages=[
-        pb2.Message(role="user", content=" ".join(f"w{i}" for i in range(STREAM_EVENTS - 2)))
-    ],
+NAME = "overhead"
+BASELINE = "native_round_robin"
+KINDS = ("unary", "stream")
+CONCURRENCIES = (1, 32)
+COLUMNS = (
+    "calls_per_second",
+    "x_native_throughput",
+    "p50_ms",
+    "x_native_p50",
+    "p99_ms",
+    "cpu_us_per_call",
+    "errors",
 )
-_UNARY_REQUEST = pb2.DescribeAgentRequest()
 
 
 @dataclass(frozen=True, slots=True)
 class OverheadResult:
+    """One (contender, kind, concurrency) round."""
+
     contender: str
-    kind: str  # unary | stream
+    kind: str
     concurrency: int
     calls: int
     calls_per_second: float
@@ -49,175 +56,147 @@ class OverheadResult:
     errors: int
 
 
-ChannelFactory = Callable[[Sequence[AgentProcess]], Any]
-
-
-def native_round_robin(agents: Sequence[AgentProcess]) -> grpc.aio.Channel:
-    """gRPC's own round_robin over a fixed ipv4: list, with client health checks."""
-    target = "ipv4:" + ",".join(a.address for a in agents)
-    config = {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "healthCheckConfig": {"serviceName": ""},
-    }
-    return grpc.aio.insecure_channel(target, options=[("grpc.service_config", json.dumps(config))])
-
-
-def raw_channel(agents: Sequence[AgentProcess]) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(agents[0].address)
-
-
-def ecsgrpc_channel(policy: str) -> ChannelFactory:
-    def factory(agents: Sequence[AgentProcess]) -> BalancedChannel:
-        resolver = ManualResolver(
-            Endpoint(a.host, a.port, {"instance_id": a.instance_id}) for a in agents
-        )
-        return BalancedChannel(
-            resolver,
-            target=f"bench-{policy}",
-            policy=policy,
-            registry=CollectorRegistry(),
-            detect_ecs_zone=False,
-        )
-
-    return factory
-
-
-CONTENDERS: dict[str, ChannelFactory] = {
-    "raw_grpc_aio": raw_channel,
-    "native_round_robin": native_round_robin,
-    "ecsgrpc_round_robin": ecsgrpc_channel("round_robin"),
-    "ecsgrpc_least_request": ecsgrpc_channel("least_request"),
-}
-
-
-async def _one_call(stub: Any, kind: str) -> None:
+async def _one(client: Client, kind: str, n: int) -> None:
     if kind == "unary":
-        await stub.DescribeAgent(_UNARY_REQUEST, timeout=10)
-    else:
-        count = 0
-        async for _ in stub.ProcessConversation(_STREAM_REQUEST, timeout=10):
-            count += 1
-        if count != STREAM_EVENTS:
-            raise RuntimeError(f"stream returned {count} events")
+        await client.unary(10.0)
+        return
+    count = 0
+    async for _ in client.stream(conversation(STREAM_WORDS, f"o{n}"), 10.0):
+        count += 1
+    if count != STREAM_WORDS + 2:
+        raise RuntimeError(f"stream returned {count} events")
 
 
-async def _measure(
-    channel: Any, kind: str, concurrency: int, seconds: float
-) -> tuple[list[float], int, float]:
-    stub = workflow_stub(channel)
+async def measure(client: Client, kind: str, concurrency: int, seconds: float) -> OverheadResult:
+    """Closed loop for ``seconds``: calls/s, p50, p99, CPU per call (this process)."""
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(w: int) -> None:
         nonlocal errors
+        n = 0
         while time.perf_counter() < stop_at:
+            n += 1
             started = time.perf_counter()
             try:
-                await _one_call(stub, kind)
-            except grpc.RpcError:
+                await _one(client, kind, w * 1_000_000 + n)
+            except (grpc.RpcError, EcsGrpcError, RuntimeError):
                 errors += 1
                 continue
             latencies.append(time.perf_counter() - started)
 
-    cpu0 = time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors, time.process_time() - cpu0
-
-
-async def _ready(channel: Any, agents: Sequence[AgentProcess]) -> None:
-    if isinstance(channel, BalancedChannel):
-        await channel.channel_ready(timeout=10, min_ready=len(agents))
-    else:
-        await asyncio.wait_for(channel.channel_ready(), 10)
-
-
-async def run_overhead(
-    agents: Sequence[AgentProcess],
-    *,
-    contenders: Sequence[str] = tuple(CONTENDERS),
-    kinds: Sequence[str] = ("unary", "stream"),
-    concurrencies: Sequence[int] = (1, 32),
-    seconds: float = 2.0,
-    rounds: int = 3,
-    progress: Callable[[str], Awaitable[None] | None] | None = None,
-) -> list[OverheadResult]:
-    """Run every (contender, kind, concurrency) ``rounds`` times; median round kept."""
-    channels = {name: CONTENDERS[name](agents) for name in contenders}
-    samples: dict[tuple[str, str, int], list[OverheadResult]] = {}
-    try:
-        for channel in channels.values():
-            await _ready(channel, agents)
-        for kind in kinds:
-            for concurrency in concurrencies:
-                for channel in channels.values():  # warm-up
-                    await _measure(channel, kind, concurrency, min(0.3, seconds))
-                for round_no in range(rounds):
-                    for name, channel in channels.items():
-                        if progress is not None:
-                            note = progress(f"{kind} c={concurrency} {name} round {round_no + 1}")
-                            if note is not None:
-                                await note
-                        lat, errors, cpu = await _measure(channel, kind, concurrency, seconds)
-                        samples.setdefault((name, kind, concurrency), []).append(
-                            _summarise(name, kind, concurrency, lat, errors, cpu, seconds)
-                        )
-    finally:
-        for channel in channels.values():
-            await channel.close()
-    return [_median(runs) for runs in samples.values()]
-
-
-def _summarise(
-    name: str,
-    kind: str,
-    concurrency: int,
-    lat: list[float],
-    errors: int,
-    cpu: float,
-    seconds: float,
-) -> OverheadResult:
-    ordered = sorted(lat) or [float("nan")]
-    calls = len(lat)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    calls = len(latencies)
     return OverheadResult(
-        contender=name,
+        contender=client.name,
         kind=kind,
         concurrency=concurrency,
         calls=calls,
-        calls_per_second=calls / seconds,
-        p50_ms=ordered[len(ordered) // 2] * 1000,
-        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        calls_per_second=calls / wall,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
         cpu_us_per_call=cpu / max(calls, 1) * 1e6,
         errors=errors,
     )
 
 
 def _median(runs: list[OverheadResult]) -> OverheadResult:
-    ordered = sorted(runs, key=lambda r: r.calls_per_second)
-    return ordered[len(ordered) // 2]
+    return sorted(runs, key=lambda r: r.calls_per_second)[len(runs) // 2]
 
 
-def ratios(
-    results: Sequence[OverheadResult], baseline: str = "native_round_robin"
-) -> list[dict[str, Any]]:
-    """Each result with its throughput and p50 as ratios to the baseline's."""
-    base = {(r.kind, r.concurrency): r for r in results if r.contender == baseline}
-    rows = []
-    for r in results:
+async def run(ctx: Context) -> ScenarioResult:
+    s = ctx.settings
+    result = ScenarioResult(
+        NAME,
+        "Overhead: 3 agents, closed loop, median of interleaved rounds",
+        COLUMNS,
+        params={
+            "agents": 3,
+            "seconds_per_round": s.overhead_seconds,
+            "rounds": s.overhead_rounds,
+            "stream_events": STREAM_WORDS + 2,
+            "baseline": BASELINE,
+        },
+    )
+    fleet = AgentFleet(3)
+    clients: list[Client] = []
+    try:
+        spec = await fleet.start()
+        for contender in ctx.contenders:
+            ctx.progress(f"overhead: connecting {contender.name}")
+            clients.append(await contender.open(spec))
+        samples: dict[tuple[str, str, int], list[OverheadResult]] = {}
+        for kind in KINDS:
+            for concurrency in CONCURRENCIES:
+                for client in clients:  # warm-up
+                    await measure(client, kind, concurrency, min(0.3, s.overhead_seconds))
+                for round_no in range(s.overhead_rounds):
+                    shift = round_no % len(clients)
+                    for client in clients[shift:] + clients[:shift]:
+                        ctx.progress(
+                            f"overhead: {kind} c={concurrency} round {round_no + 1}/"
+                            f"{s.overhead_rounds} {client.name}"
+                        )
+                        r = await measure(client, kind, concurrency, s.overhead_seconds)
+                        samples.setdefault((client.name, kind, concurrency), []).append(r)
+    finally:
+        for client in clients:
+            await client.aclose()
+        await fleet.aclose()
+    medians = [_median(runs) for runs in samples.values()]
+    _fill(result, medians, ctx)
+    return result
+
+
+def _fill(result: ScenarioResult, medians: list[OverheadResult], ctx: Context) -> None:
+    base = {(r.kind, r.concurrency): r for r in medians if r.contender == BASELINE}
+    for r in medians:
         b = base.get((r.kind, r.concurrency))
-        row = asdict(r)
-        if b is not None:
-            row["throughput_ratio"] = (
-                r.calls_per_second / b.calls_per_second if b.calls_per_second else None
+        case = f"{r.kind} c={r.concurrency}"
+        metrics = {
+            "calls_per_second": r.calls_per_second,
+            "x_native_throughput": _ratio(r.calls_per_second, b.calls_per_second if b else 0),
+            "p50_ms": r.p50_ms,
+            "x_native_p50": _ratio(r.p50_ms, b.p50_ms if b else 0),
+            "p99_ms": r.p99_ms,
+            "cpu_us_per_call": r.cpu_us_per_call,
+            "errors": r.errors,
+            "calls": r.calls,
+        }
+        result.rows.append(Row(r.contender, metrics, case=case))
+        if r.contender.startswith("ecsgrpc_"):
+            if r.concurrency == 32:
+                result.targets.append(
+                    check(
+                        NAME,
+                        r.contender,
+                        "x_native_throughput",
+                        metrics["x_native_throughput"],
+                        ">=",
+                        0.90,
+                        case=case,
+                    )
+                )
+            result.targets.append(
+                check(
+                    NAME,
+                    r.contender,
+                    "x_native_p50",
+                    metrics["x_native_p50"],
+                    "<=",
+                    1.10,
+                    case=case,
+                    note="p50 within 10 % of native round_robin's",
+                )
             )
-            row["p50_ratio"] = r.p50_ms / b.p50_ms if b.p50_ms else None
-        rows.append(row)
-    return rows
+    for name, reason in ctx.skipped.items():
+        for kind in KINDS:
+            for concurrency in CONCURRENCIES:
+                result.rows.append(Row(name, skipped=reason, case=f"{kind} c={concurrency}"))
 
 
 def _ratio(value: float, base: float) -> float | None:
     return value / base if base else None
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")

@@ -22,20 +22,27 @@ _click_exc = importlib.import_module(typer.BadParameter.__module__)
 
 app = typer.Typer(
     name="ecsgrpc",
-    help="gRPC service discovery, load balancing and draining for AWS ECS.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
-# One module per command, each with register(app); imported lazily so that
-# `ecsgrpc probe` (an ECS health check, run often) stays quick to start.
-COMMANDS = ("agent", "probe", "discover", "gateway", "demo")
+@app.callback()
+def _root() -> None:
+    """gRPC service discovery, load balancing and draining for AWS ECS."""
+    # A callback keeps typer in group mode even when one command is registered.
 
 
-def _register() -> None:
-    for name in COMMANDS:
+# One module per command, each with register(app). Only the command being run
+# is imported, so `ecsgrpc probe` (an ECS health check, run every 30 s) does not
+# pay for FastAPI, matplotlib or moto.
+COMMANDS = ("agent", "probe", "discover", "gateway", "demo", "bench")
+
+
+def _register(args: list[str]) -> None:
+    wanted = [args[0]] if args and args[0] in COMMANDS else COMMANDS
+    for name in wanted:
         importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
 
 
@@ -57,9 +64,9 @@ def _given_value(exc: Exception, args: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns (and exits with) the exit code."""
-    _register()
-    command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
+    _register(args)
+    command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name="ecsgrpc", standalone_mode=False)
     except _click_exc.UsageError as exc:

@@ -87,6 +87,7 @@ class TaskRunner:
         unhealthy_threshold: int = 3,
         startup_timeout: float = 30.0,
         replace_crashed: bool = False,
+        fresh_addresses: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> None:
         if not zones:
@@ -103,6 +104,9 @@ class TaskRunner:
         self._unhealthy_threshold = unhealthy_threshold
         self._startup_timeout = startup_timeout
         self._replace_crashed = replace_crashed
+        # awsvpc gives each new task a new ENI address; with fresh_addresses a
+        # task never gets an address an earlier task of this runner had.
+        self._fresh_addresses = fresh_addresses
         self._env = dict(env or {})
         self._cloudmap: CloudMapService | None = None
         self._manifest: ManifestWriter | None = None
@@ -242,7 +246,9 @@ class TaskRunner:
     async def _launch(self, definition: TaskDefinition) -> Task:
         if self._closing:
             raise TaskStartError("the runner is closing")
-        taken = {t.host for t in self._tasks if t.state is not TaskState.STOPPED}
+        taken = {
+            t.host for t in self._tasks if self._fresh_addresses or t.state is not TaskState.STOPPED
+        }
         host = choose_address(definition.port, taken=taken, first=self._first_host)
         zone = choose_zone(self.zones, self.tasks)
         task = Task(definition=definition, host=host, zone=zone, log_dir=self.run_dir)

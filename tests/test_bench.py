@@ -1,0 +1,110 @@
+"""``ecsgrpc bench --quick`` at a tiny time scale: every scenario and contender reports numbers.
+
+The values are not checked (the machine is noisy and the durations tiny);
+their presence and shape are: each scenario, each contender (or the reason
+it was skipped), numeric metrics, evaluated targets, and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecsgrpc.bench.contenders import CONTENDERS
+from ecsgrpc.bench.runner import SCENARIOS, parse_only
+from ecsgrpc.errors import ConfigError
+from ecsgrpc.local.dnsmasq import dnsmasq_available
+
+# Metrics that may hold a word instead of a number, and which words.
+_WORDS = {"seconds_to_reroute": {"never"}, "seconds_to_first_call": {"never"}}
+_TEXT = {"errors"}  # a summary like "UNAVAILABLE x3"
+_POLICY_ONLY = {"client_scale"}  # only ecsgrpc has a picker to measure
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.timeout(120)
+def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path: Path) -> None:
+    out, plots = tmp_path / "bench.json", tmp_path / "plots"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ecsgrpc",
+            "bench",
+            "--quick",
+            "--seconds-scale",
+            "0.1",
+            "--json",
+            str(out),
+            "--plots",
+            str(plots),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "### Targets:" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert list(doc["scenarios"]) == list(SCENARIOS)
+    expected = {c.name for c in CONTENDERS}
+    for name, scenario in doc["scenarios"].items():
+        rows = scenario["rows"]
+        assert rows, name
+        seen = {r["contender"] for r in rows}
+        if name in _POLICY_ONLY:
+            assert seen == {"ecsgrpc_round_robin", "ecsgrpc_least_request"}, name
+        else:
+            assert seen == expected, (name, seen)
+        for row in rows:
+            if "skipped" in row:
+                assert row["skipped"] == "dnsmasq not installed"
+                assert not dnsmasq_available()
+                continue
+            for column in scenario["columns"]:
+                value = row[column]
+                if column in _WORDS and isinstance(value, str):
+                    assert value in _WORDS[column], (name, row["contender"], column, value)
+                elif column not in _TEXT:
+                    assert _is_number(value), (name, row["contender"], column, value)
+        for target in scenario["targets"]:
+            assert isinstance(target["met"], bool)
+            assert target["value"] is None or _is_number(target["value"])
+    assert doc["targets_total"] == len(doc["targets"]) > 0
+    assert {t["scenario"] for t in doc["targets"]} == set(SCENARIOS)
+    for png in (
+        "overhead_throughput",
+        "overhead_latency",
+        "task_killed_timeline",
+        "rolling_deploy_timeline",
+        "scale_out_timeline",
+        "slow_task",
+        "client_scale",
+    ):
+        assert (plots / f"{png}.png").stat().st_size > 1000, png
+
+
+def test_only_names_its_unknown_scenario() -> None:
+    assert parse_only("client_scale,overhead") == ("overhead", "client_scale")
+    with pytest.raises(ConfigError, match="'overheat'"):
+        parse_only("overhead,overheat")
+
+
+@pytest.mark.timeout(30)
+def test_cli_rejects_a_bad_scenario_without_a_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecsgrpc", "bench", "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert proc.returncode == 2
+    assert "'nope'" in proc.stderr and "Traceback" not in proc.stderr
