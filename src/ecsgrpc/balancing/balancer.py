@@ -60,6 +60,7 @@ class Balancer:
         self._draining: dict[str, Subchannel] = {}
         self.picker: Picker[Subchannel] = build_picker(policy, ())
         self._changed = asyncio.Event()
+        self._rebuild_scheduled = False
         self._release_timer: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.snapshot_source: str | None = None
@@ -110,9 +111,14 @@ class Balancer:
 
     # Picker side.
     def _on_change(self, _sub: Subchannel) -> None:
-        self._rebuild()
+        # Coalesce: many subchannels changing in one loop tick (a cold start of
+        # 1,000 endpoints) cost one rebuild, not one each.
+        if not self._rebuild_scheduled:
+            self._rebuild_scheduled = True
+            asyncio.get_running_loop().call_soon(self._rebuild)
 
     def _rebuild(self) -> None:
+        self._rebuild_scheduled = False
         subs = self._subchannels.values()
         ready = [s for s in subs if s.pickable]
         zone_total = 0

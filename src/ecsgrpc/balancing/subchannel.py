@@ -77,6 +77,7 @@ class Subchannel:
         health_service: str = "",
     ) -> None:
         self.endpoint = endpoint
+        self._weight = endpoint.weight  # parsed once: pickers read it on every call
         self.key = endpoint.address
         self.in_flight = 0
         self.connectivity = Connectivity.IDLE
@@ -96,7 +97,7 @@ class Subchannel:
     # What pickers read (see picker.Candidate).
     @property
     def weight(self) -> int:
-        return self.endpoint.weight
+        return self._weight
 
     @property
     def zone(self) -> str | None:
@@ -134,6 +135,7 @@ class Subchannel:
     def update(self, endpoint: Endpoint) -> None:
         """New attributes for the same address (zone, weight, ...)."""
         self.endpoint = endpoint
+        self._weight = endpoint.weight
         self._changed()
 
     def set_draining(self) -> None:

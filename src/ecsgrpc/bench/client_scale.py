@@ -11,9 +11,10 @@ poll would bring. Measured (median of rounds):
 * ``resolve_rebuild_ms``: the two together (the issue's "resolution + picker
   rebuild"; target < 20 ms at 1,000);
 * ``rebuild_ms``: one picker rebuild alone (``Balancer._rebuild``: the
-  picker plus the endpoint gauges), which runs on *every* subchannel state
-  change; ``startup_rebuild_ms`` is ``n`` of them, what a cold start with
-  ``n`` endpoints turning READY one by one costs;
+  picker plus the endpoint gauges), which runs once per event-loop tick in
+  which subchannels changed state (changes in the same tick share one);
+  ``startup_rebuild_ms`` is ``n`` of them, the worst case of a cold start
+  with ``n`` endpoints turning READY each in a tick of its own;
 * ``pick_us``: one ``pick()`` of each policy over ``n`` ready endpoints;
 * ``bytes_per_endpoint``: Python heap per subchannel (tracemalloc), and
   ``rss_bytes_per_endpoint``: the process's resident memory growth per
