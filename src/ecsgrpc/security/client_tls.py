@@ -18,7 +18,6 @@ longer than the longest-lived connection (or recreate the client).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import grpc
 
 from ecsgrpc.errors import ConfigError
-from ecsgrpc.security.pem import SettingFile, read_ca_bundle, read_key_pair
+from ecsgrpc.security.pem import SettingFile, fingerprint, read_ca_bundle, read_key_pair
 
 __all__ = ["ClientCredentialsSource", "ClientTls"]
 
@@ -131,14 +130,7 @@ class ClientCredentialsSource:
         return True
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
-        prints = []
-        for source in self.tls.files():
-            try:
-                st = os.stat(source.path)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{source}: cannot read the file: {exc}") from None
-            prints.append((st.st_mtime_ns, st.st_size, st.st_ino))
-        return tuple(prints)
+        return fingerprint(self.tls.files())
 
     def _build(self) -> grpc.ChannelCredentials:
         tls = self.tls

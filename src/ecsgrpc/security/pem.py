@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +133,21 @@ def _reason(exc: BaseException) -> str:
         return f"OpenSSL: {exc.reason}"
     text = str(exc)
     return text if len(text) < 200 else text[:200] + "..."
+
+
+Fingerprint = tuple[tuple[int, int, int], ...]
+
+
+def fingerprint(files: Iterable[SettingFile]) -> Fingerprint:
+    """(mtime, size, inode) of each file: changes when a file is rewritten or replaced.
+
+    Raises ConfigError naming the setting when a file cannot be read.
+    """
+    prints = []
+    for source in files:
+        try:
+            st = os.stat(source.path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{source}: cannot read the file: {exc}") from None
+        prints.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(prints)

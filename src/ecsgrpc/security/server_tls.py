@@ -18,7 +18,6 @@ previous certificate stays in use; the next change is tried again.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +26,13 @@ from pathlib import Path
 import grpc
 
 from ecsgrpc.errors import ConfigError
-from ecsgrpc.security.pem import KeyPair, SettingFile, read_ca_bundle, read_key_pair
+from ecsgrpc.security.pem import (
+    KeyPair,
+    SettingFile,
+    fingerprint,
+    read_ca_bundle,
+    read_key_pair,
+)
 
 __all__ = ["CertificateReloader", "ServerTlsFiles", "server_tls_files"]
 
@@ -140,14 +145,7 @@ class CertificateReloader:
         return config
 
     def _stat(self) -> _Fingerprint:
-        prints = []
-        for source in self.files.files():
-            try:
-                st = os.stat(source.path)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{source}: cannot read the file: {exc}") from None
-            prints.append((st.st_mtime_ns, st.st_size, st.st_ino))
-        return tuple(prints)
+        return fingerprint(self.files.files())
 
     def _load(self) -> grpc.ServerCertificateConfiguration:
         pair: KeyPair = read_key_pair(self.files.cert, self.files.key)
