@@ -394,3 +394,48 @@ async def test_metrics_describe_calls_and_endpoints(agents: Callable[..., AgentP
         )
         assert sample("ecsgrpc_endpoints", {"target": "test", "state": "ready"}) == 2
         assert sample("ecsgrpc_client_calls_in_flight", {"target": "test"}) == 0
+
+
+async def test_idempotent_methods_also_retry_their_transient_codes() -> None:
+    busy = FailingAgent("busy", code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    calm = WorkflowAgentServicer(AgentSettings(instance_id="calm"))
+    method = "/workflow.v1.WorkflowAgent/DescribeAgent"
+    async with (
+        running_server("127.0.0.2", busy) as a,
+        running_server("127.0.0.3", calm) as b,
+    ):
+        endpoints = [Endpoint("127.0.0.2", a.port), Endpoint("127.0.0.3", b.port)]
+        plain = _channel(ManualResolver(endpoints), policy="round_robin")
+        marked = _channel(
+            ManualResolver(endpoints), policy="round_robin", idempotent_methods=[method]
+        )
+        async with plain, marked:
+            await plain.channel_ready(timeout=10, min_ready=2)
+            await marked.channel_ready(timeout=10, min_ready=2)
+            plain_results = [await unary_call(pb2_grpc.WorkflowAgentStub(plain)) for _ in range(20)]
+            marked_results = [
+                await unary_call(pb2_grpc.WorkflowAgentStub(marked)) for _ in range(20)
+            ]
+    # Not idempotent: RESOURCE_EXHAUSTED reaches the caller (about half the calls).
+    assert {r.error for r in plain_results} == {None, "RESOURCE_EXHAUSTED"}
+    # Marked idempotent: retried on the other endpoint, every call succeeds.
+    assert [r.error for r in marked_results] == [None] * 20
+    assert {r.served_by for r in marked_results} == {"calm"}
+
+
+async def test_weights_from_endpoint_attributes_shape_round_robin(
+    agents: Callable[..., AgentProcess],
+) -> None:
+    heavy, light = agents("127.0.0.2"), agents("127.0.0.3")
+    resolver = ManualResolver(
+        [
+            Endpoint(heavy.host, heavy.port, {"instance_id": heavy.instance_id, "weight": "3"}),
+            Endpoint(light.host, light.port, {"instance_id": light.instance_id, "weight": "1"}),
+        ]
+    )
+    async with _channel(resolver, policy="round_robin") as ch:
+        await ch.channel_ready(timeout=10, min_ready=2)
+        stub = pb2_grpc.WorkflowAgentStub(ch)
+        served = Counter([(await unary_call(stub)).served_by for _ in range(400)])
+    assert served[heavy.instance_id] == 300
+    assert served[light.instance_id] == 100
