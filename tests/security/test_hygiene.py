@@ -3,6 +3,7 @@ error message is scanned for the token, the private keys and the AWS secret."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -181,7 +182,10 @@ async def test_no_secret_reaches_logs_metrics_or_errors(
             else:
                 raise AssertionError(f"{bad} was accepted")
         server_metrics_text = generate_latest(server_registry).decode()
-    # A probe, good and bad.
+    # A probe, good and bad. The agents look at their certificate files at most
+    # once a second, on a new handshake: let that second pass so the probes'
+    # handshakes load the rotated certificate (and log the reload).
+    await asyncio.sleep(1.2)
     errors.append(
         _probe(
             a.address,
