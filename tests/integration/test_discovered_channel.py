@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from collections import Counter
@@ -144,3 +145,31 @@ async def test_dns_discovery_spreads_evenly_and_sees_a_new_record_within_ttl(
             await asyncio.sleep(0.005)
         assert seen
         assert time.monotonic() - changed <= dnsmasq.ttl + 1.0 + 0.5  # + load slack
+
+
+async def test_an_endpoint_that_stops_serving_makes_discovery_look_again_at_once(
+    aws: AwsEmulator, agents: Callable[..., AgentProcess]
+) -> None:
+    """A deploy faster than the poll interval: the old task's NOT_SERVING triggers a
+    resolution (gRPC's ResolveNow), so the new task is found in about a second, not
+    after the 30 s poll."""
+    svc = await asyncio.to_thread(aws.provision_cloudmap)
+    old = agents("127.0.0.2", args=("--drain-seconds", "3", "--grace-seconds", "1"))
+    await asyncio.to_thread(_register, aws, svc, old, "us-east-1a")
+    target = "cloudmap://workflow.local/workflow-agent?poll=30"
+    async with ecsgrpc.connect(target, registry=CollectorRegistry()) as channel:
+        await channel.channel_ready(timeout=10)
+        stub = workflow_stub(channel)
+        new = await asyncio.to_thread(agents, "127.0.0.3")
+        await asyncio.to_thread(_register, aws, svc, new, "us-east-1a")
+        await asyncio.to_thread(aws.deregister_instance, svc, old.instance_id)
+        old.signal(signal.SIGTERM)  # ECS: deregister, then SIGTERM; NOT_SERVING at once
+        stopped = time.monotonic()
+        assert await wait_until(
+            lambda: any(s.address == new.address and s.pickable for s in channel.endpoints()),
+            2.5,
+        ), channel.endpoints()
+        assert time.monotonic() - stopped < 2.5  # the poll interval is 30 s
+        results = [await unary_call(stub) for _ in range(20)]
+    assert {r.served_by for r in results} == {new.instance_id}
+    assert all(r.error is None for r in results)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import grpc
 
@@ -47,8 +47,11 @@ class Balancer:
         zone_policy: ZonePolicy | None,
         health_check: bool,
         health_service: str,
+        on_endpoint_lost: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
+        self._on_endpoint_lost = on_endpoint_lost
+        self._ready_keys: frozenset[str] = frozenset()
         self._policy = policy
         self._factory = channel_factory
         self._metrics = metrics
@@ -121,6 +124,7 @@ class Balancer:
         self._rebuild_scheduled = False
         subs = self._subchannels.values()
         ready = [s for s in subs if s.pickable]
+        self._notice_lost(ready)
         zone_total = 0
         if self.zone_policy is not None and self.zone_policy.zone is not None:
             zone_total = sum(1 for s in subs if s.zone == self.zone_policy.zone)
@@ -130,6 +134,20 @@ class Balancer:
         self._publish_gauges()
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+
+    def _notice_lost(self, ready: list[Subchannel]) -> None:
+        """An endpoint that discovery still lists stopped serving (draining, crashed):
+        membership is probably changing, so ask discovery to look again now."""
+        keys = frozenset(s.key for s in ready)
+        lost = [
+            k
+            for k in self._ready_keys - keys
+            if (sub := self._subchannels.get(k)) is not None and not sub.ejected
+        ]
+        self._ready_keys = keys
+        if lost and self._on_endpoint_lost is not None:
+            log.debug("target %s: %s stopped serving; resolving again", self.target, lost)
+            self._on_endpoint_lost()
 
     def _publish_gauges(self) -> None:
         counts = Counter(_state_label(s) for s in self._subchannels.values())

@@ -119,11 +119,17 @@ class BalancedChannel:
             zone_policy=ZonePolicy(zone) if zone else None,
             health_check=health_check,
             health_service=health_service,
+            on_endpoint_lost=self._resolve_now,
         )
         self._in_flight = self._metrics.in_flight.labels(target)
         self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._closed = False
+
+    def _resolve_now(self) -> None:
+        resolve_now = getattr(self._resolver, "resolve_now", None)
+        if resolve_now is not None:
+            resolve_now()
 
     def _new_channel(self, address: str) -> grpc.aio.Channel:
         if self._security is not None:

@@ -79,6 +79,10 @@ def dedupe(endpoints: Iterable[Endpoint], skip: Skip) -> list[Endpoint]:
     return kept
 
 
+# resolve_now() triggers at most one extra resolution per this many seconds.
+RESOLVE_NOW_MIN_INTERVAL = 1.0
+
+
 class PollingResolver(abc.ABC):
     """Base of every built-in resolver; implements the ``Resolver`` protocol.
 
@@ -101,6 +105,8 @@ class PollingResolver(abc.ABC):
         self._metrics = resolver_metrics(registry)
         self._skip = SkipLog(name, self._metrics.skipped)
         self._closed = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_fetch = -math.inf
 
     @property
     def name(self) -> str:
@@ -170,6 +176,15 @@ class PollingResolver(abc.ABC):
         self._metrics.endpoints.labels(self._name, self._target).set(len(snapshot))
         return snapshot
 
+    def resolve_now(self) -> None:
+        """Ask a running watch to resolve again soon (gRPC's ``ResolveNow``).
+
+        The balancer calls this when an endpoint stops serving, a sign that the
+        membership is changing (a deploy). It shortens a normal refresh wait,
+        never an error backoff, and acts at most once per ``RESOLVE_NOW_MIN_INTERVAL``.
+        """
+        self._wake.set()
+
     async def watch(self) -> AsyncIterator[EndpointSet]:
         """Yield the first snapshot, then each changed one, until closed.
 
@@ -195,6 +210,8 @@ class PollingResolver(abc.ABC):
                     last = snapshot
                     yield snapshot
                 delay = self.refresh_delay(snapshot)
+                await self._sleep_or_wake(delay)
+                continue
             await self._sleep(delay)
 
     def _ids(self) -> tuple[str, str]:
@@ -214,6 +231,34 @@ class PollingResolver(abc.ABC):
             failures,
             delay,
         )
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        """The refresh wait, cut short by :meth:`resolve_now` (rate-limited)."""
+        loop = asyncio.get_running_loop()
+        self._last_fetch = loop.time()
+        deadline = self._last_fetch + delay
+        while not self.closed:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._wake.clear()
+            waiters = {
+                asyncio.ensure_future(self._closed.wait()),
+                asyncio.ensure_future(self._wake.wait()),
+            }
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=None if math.isinf(left) else left,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if self._wake.is_set():
+                # Not sooner than the minimum interval after the last fetch.
+                earliest = self._last_fetch + RESOLVE_NOW_MIN_INTERVAL
+                deadline = min(deadline, max(earliest, loop.time()))
 
     async def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds or until closed, whichever comes first."""
