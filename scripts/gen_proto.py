@@ -10,12 +10,12 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto" / "workflow" / "v1"
 # Map the .proto onto the package path so generated imports are absolute
-# ("from ecsgrpc.workflow._proto import ...") and need no sys.path tricks.
-VIRTUAL = "ecsgrpc/workflow/_proto"
+# ("from ecsgrpc_apps.workflow._proto import ...") and need no sys.path tricks.
+VIRTUAL = "ecsgrpc_apps/workflow/_proto"
 
 
 def generate(out_root: Path) -> None:
-    """Write *_pb2.py, *_pb2.pyi and *_pb2_grpc.py under out_root/ecsgrpc/workflow/_proto."""
+    """Write *_pb2.py, *_pb2.pyi and *_pb2_grpc.py under out_root/ecsgrpc_apps/workflow/_proto."""
     (out_root / VIRTUAL).mkdir(parents=True, exist_ok=True)
     include = str(Path(protoc.__file__).parent / "_proto")
     args = [

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from ecsgrpc.workflow import SERVICE_NAME, pb2, pb2_grpc
+from ecsgrpc_apps.workflow import SERVICE_NAME, pb2, pb2_grpc
 from tests.support.agents import AgentProcess, wait_until
 
 Kind = pb2.ConversationEvent.Kind

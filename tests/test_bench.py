@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ecsgrpc.bench.contenders import CONTENDERS
-from ecsgrpc.bench.runner import SCENARIOS, parse_only
 from ecsgrpc.errors import ConfigError
-from ecsgrpc.local.dnsmasq import dnsmasq_available
+from ecsgrpc_apps.bench.contenders import CONTENDERS
+from ecsgrpc_apps.bench.runner import SCENARIOS, parse_only
+from ecsgrpc_apps.local.dnsmasq import dnsmasq_available
 
 # Metrics that may hold a word instead of a number, and which words.
 _WORDS = {"seconds_to_reroute": {"never"}, "seconds_to_first_call": {"never"}}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ecsgrpc.config import DEFAULT_WORKFLOW_TARGET, target_from_env
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.targets import ChainSpec, parse_target
+from ecsgrpc_apps.workflow.settings import DEFAULT_WORKFLOW_TARGET, target_from_env
 
 pytestmark = pytest.mark.timeout(10)
 

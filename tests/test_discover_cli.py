@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ecsgrpc.local.emulator import AwsEmulator
+from ecsgrpc_apps.local.emulator import AwsEmulator
 from tests.support.dnsmasq import Dnsmasq
 
 pytestmark = pytest.mark.timeout(60)

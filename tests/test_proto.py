@@ -40,7 +40,7 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
 
 
 def test_stubs_import_from_the_package() -> None:
-    from ecsgrpc.workflow import SERVICE_NAME, pb2, pb2_grpc
+    from ecsgrpc_apps.workflow import SERVICE_NAME, pb2, pb2_grpc
 
     assert pb2.DESCRIPTOR.services_by_name["WorkflowAgent"].full_name == SERVICE_NAME
     assert hasattr(pb2_grpc, "WorkflowAgentStub")

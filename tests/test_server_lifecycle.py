@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecsgrpc.server import ServerState, can_transition
-from ecsgrpc.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
 from tests.support.agents import AgentProcess, wait_until
 
 pytestmark = pytest.mark.timeout(60)

@@ -22,11 +22,12 @@ SCRIPT = textwrap.dedent(
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from prometheus_client import CollectorRegistry
-    from ecsgrpc.config import AgentSettings, ServerSettings
+    from ecsgrpc.config import ServerSettings
+    from ecsgrpc_apps.workflow.settings import AgentSettings
     from ecsgrpc.server import Server
-    from ecsgrpc.workflow import pb2_grpc
-    from ecsgrpc.workflow.agent import WorkflowAgentServicer, agent_service
-    from ecsgrpc.workflow.client import build_request
+    from ecsgrpc_apps.workflow import pb2_grpc
+    from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
+    from ecsgrpc_apps.workflow.client import build_request
 
     REQUEST = build_request("b", [("user", " ".join(["w"] * 18))])
 

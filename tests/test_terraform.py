@@ -27,6 +27,7 @@ import pytest
 
 from ecsgrpc import config
 from ecsgrpc.config import ServerSettings, load
+from ecsgrpc_apps.workflow import settings as workflow_settings
 from tests.support.agents import AgentProcess
 from tests.support.terraform import Evaluator, HclError, Module, Ref, load_module, references
 
@@ -174,10 +175,10 @@ def test_module_defaults_agree_with_the_python_defaults(module: Module) -> None:
     assert ev.var("grpc_port") == config.DEFAULT_GRPC_PORT
     assert ev.var("drain_seconds") == config.DEFAULT_DRAIN_SECONDS
     assert ev.var("grace_seconds") == config.DEFAULT_GRACE_SECONDS
-    assert ev.var("cloudmap_namespace") == config.DEFAULT_CLOUDMAP_NAMESPACE
-    assert ev.var("cloudmap_service_name") == config.DEFAULT_CLOUDMAP_SERVICE
-    assert ev.var("cloudmap_dns_ttl") == config.DEFAULT_CLOUDMAP_DNS_TTL_SECONDS
-    assert ev.local("workflow_service_target") == config.DEFAULT_WORKFLOW_SERVICE_TARGET
+    assert ev.var("cloudmap_namespace") == workflow_settings.DEFAULT_CLOUDMAP_NAMESPACE
+    assert ev.var("cloudmap_service_name") == workflow_settings.DEFAULT_CLOUDMAP_SERVICE
+    assert ev.var("cloudmap_dns_ttl") == workflow_settings.DEFAULT_CLOUDMAP_DNS_TTL_SECONDS
+    assert ev.local("workflow_service_target") == workflow_settings.DEFAULT_WORKFLOW_SERVICE_TARGET
     assert ev.local("client_keepalive_seconds") == config.DEFAULT_CLIENT_KEEPALIVE_SECONDS
     assert ev.var("nlb_tcp_idle_timeout_seconds") == config.NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS
     assert ev.var("nlb_tcp_idle_timeout_seconds") > config.DEFAULT_CLIENT_KEEPALIVE_SECONDS
@@ -226,7 +227,10 @@ def test_agent_environment_is_what_the_server_reads(
 def test_gateway_target_is_built_from_the_module_names(module: Module) -> None:
     gateway = container(evaluator(module), "gateway")
     env = env_of(gateway)
-    assert env[config.WORKFLOW_SERVICE_TARGET_ENV] == config.DEFAULT_WORKFLOW_SERVICE_TARGET
+    assert (
+        env[workflow_settings.WORKFLOW_SERVICE_TARGET_ENV]
+        == workflow_settings.DEFAULT_WORKFLOW_SERVICE_TARGET
+    )
     assert env["AWS_REGION"] == "eu-west-1"  # from the cluster ARN
     renamed = evaluator(
         module, cloudmap_namespace="svc.internal", cloudmap_service_name="agents", grpc_port=6000
@@ -260,7 +264,7 @@ def test_outputs_are_the_client_targets(module: Module) -> None:
     out = {name: ev.eval(body.attrs["value"]) for name, body in module.outputs.items()}
     assert out["cloudmap_target"] == "cloudmap://workflow.local/workflow-agent"
     assert out["dns_target"] == "dns:///workflow-agent.workflow.local:50051"
-    assert out["workflow_service_target"] == config.DEFAULT_WORKFLOW_SERVICE_TARGET
+    assert out["workflow_service_target"] == workflow_settings.DEFAULT_WORKFLOW_SERVICE_TARGET
     assert out["nlb_dns_name"] is None and out["nlb_target"] is None
     assert out["nlb_security_group_id"] is None and out["srv_target"] is None
     assert isinstance(out["agent_security_group_id"], Ref)

@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry
 from ecsgrpc.balancing.channel import BalancedChannel
 from ecsgrpc.balancing.outlier import OutlierConfig
 from ecsgrpc.balancing.retry import RetryPolicy
-from ecsgrpc.config import AgentSettings
 from ecsgrpc.endpoints import Endpoint
 from ecsgrpc.errors import NoEndpointAvailable, StreamInterrupted
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import pb2, pb2_grpc
-from ecsgrpc.workflow.agent import WorkflowAgentServicer
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer
+from ecsgrpc_apps.workflow.settings import AgentSettings
 from tests.support.agents import AgentProcess, wait_until
 from tests.support.load import Load, conversation, stream_call, unary_call
 from tests.support.servers import FailingAgent, echo_service, running_server

@@ -16,7 +16,7 @@ from ecsgrpc.config import (
 from ecsgrpc.endpoints import Endpoint
 from ecsgrpc.server import server_options
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import workflow_stub
+from ecsgrpc_apps.workflow import workflow_stub
 from tests.support.agents import AgentProcess
 from tests.support.load import unary_call
 

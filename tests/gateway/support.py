@@ -14,10 +14,16 @@ from prometheus_client import CollectorRegistry
 
 from ecsgrpc.balancing.channel import BalancedChannel
 from ecsgrpc.endpoints import Endpoint
-from ecsgrpc.gateway import GatewayServer, GatewaySettings, Lifecycle, create_app, uvicorn_config
 from ecsgrpc.metrics import gateway_metrics
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow.client import WorkflowClient
+from ecsgrpc_apps.gateway import (
+    GatewayServer,
+    GatewaySettings,
+    Lifecycle,
+    create_app,
+    uvicorn_config,
+)
+from ecsgrpc_apps.workflow.client import WorkflowClient
 from tests.support.agents import AgentProcess, wait_until
 
 

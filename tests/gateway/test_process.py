@@ -154,7 +154,7 @@ async def test_sse_through_a_gateway_process_to_agents_found_in_cloud_map(
     agents: Callable[..., AgentProcess],
     gateway_process: Callable[..., GatewayProcess],
 ) -> None:
-    from ecsgrpc.local.emulator import AwsEmulator
+    from ecsgrpc_apps.local.emulator import AwsEmulator
 
     procs = [agents(f"127.0.0.{i}") for i in (2, 3)]
     with AwsEmulator(host="127.0.0.1") as aws:

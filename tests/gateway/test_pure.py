@@ -6,10 +6,10 @@ import grpc
 import pytest
 
 from ecsgrpc.errors import NoEndpointAvailable, StreamInterrupted
-from ecsgrpc.gateway.errors import from_grpc
-from ecsgrpc.gateway.lifecycle import GatewayState, Lifecycle, can_transition
-from ecsgrpc.gateway.limits import is_json_media_type
-from ecsgrpc.gateway.sse import sse_frame
+from ecsgrpc_apps.gateway.errors import from_grpc
+from ecsgrpc_apps.gateway.lifecycle import GatewayState, Lifecycle, can_transition
+from ecsgrpc_apps.gateway.limits import is_json_media_type
+from ecsgrpc_apps.gateway.sse import sse_frame
 
 pytestmark = pytest.mark.timeout(10)
 

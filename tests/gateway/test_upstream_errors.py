@@ -9,10 +9,10 @@ import grpc
 import httpx
 import pytest
 
-from ecsgrpc.config import AgentSettings
 from ecsgrpc.endpoints import Endpoint
-from ecsgrpc.workflow import pb2
-from ecsgrpc.workflow.agent import WorkflowAgentServicer
+from ecsgrpc_apps.workflow import pb2
+from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer
+from ecsgrpc_apps.workflow.settings import AgentSettings
 from tests.gateway.support import SSE, conversation, endpoint, read_frames, running_gateway
 from tests.support.agents import AgentProcess, wait_until
 from tests.support.servers import running_server

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import ecsgrpc
-from ecsgrpc.local.emulator import AwsEmulator, CloudMapService
-from ecsgrpc.workflow import workflow_stub
+from ecsgrpc_apps.local.emulator import AwsEmulator, CloudMapService
+from ecsgrpc_apps.workflow import workflow_stub
 from tests.support.agents import AgentProcess, wait_until
 from tests.support.dnsmasq import Dnsmasq
 from tests.support.load import Load, unary_call

@@ -12,9 +12,9 @@ from typing import Any
 import botocore.config
 import pytest
 
-from ecsgrpc.local.emulator import REGION, AwsEmulator
-from ecsgrpc.local.task import TaskDefinition
-from ecsgrpc.local.tasks import TaskRunner
+from ecsgrpc_apps.local.emulator import REGION, AwsEmulator
+from ecsgrpc_apps.local.task import TaskDefinition
+from ecsgrpc_apps.local.tasks import TaskRunner
 
 
 @pytest.fixture(scope="session")

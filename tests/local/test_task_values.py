@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 
 from ecsgrpc.errors import ConfigError
-from ecsgrpc.local.addresses import choose_address, port_is_free
-from ecsgrpc.local.placement import choose_zone, scale_in_order
-from ecsgrpc.local.states import TaskState, can_transition
-from ecsgrpc.local.task import TaskDefinition
+from ecsgrpc_apps.local.addresses import choose_address, port_is_free
+from ecsgrpc_apps.local.placement import choose_zone, scale_in_order
+from ecsgrpc_apps.local.states import TaskState, can_transition
+from ecsgrpc_apps.local.task import TaskDefinition
 from tests.local.conftest import free_port
 
 S = TaskState

@@ -15,10 +15,10 @@ from grpc_health.v1 import health_pb2
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.servicediscovery.models import servicediscovery_backends
 
-from ecsgrpc.local.emulator import REGION
-from ecsgrpc.local.states import TaskState
-from ecsgrpc.local.task import TaskEvent, TaskEventKind
-from ecsgrpc.local.tasks import Task, TaskRunner, TaskStartError
+from ecsgrpc_apps.local.emulator import REGION
+from ecsgrpc_apps.local.states import TaskState
+from ecsgrpc_apps.local.task import TaskEvent, TaskEventKind
+from ecsgrpc_apps.local.tasks import Task, TaskRunner, TaskStartError
 from tests.local.conftest import CloudMap, fast_definition
 from tests.support.agents import health_status, wait_until
 

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 
 import ecsgrpc
 from ecsgrpc.errors import ResolutionError
-from ecsgrpc.local.emulator import AwsEmulator, CloudMapService
 from ecsgrpc.resolvers import Backoff, build_resolver
+from ecsgrpc_apps.local.emulator import AwsEmulator, CloudMapService
 from tests.resolvers.helpers import hosts, metric, watching
 
 pytestmark = pytest.mark.timeout(60)

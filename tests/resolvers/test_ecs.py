@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import ecsgrpc
-from ecsgrpc.local.emulator import AwsEmulator
 from ecsgrpc.resolvers import Backoff, build_resolver
 from ecsgrpc.resolvers.ecs import endpoints_from_tasks
+from ecsgrpc_apps.local.emulator import AwsEmulator
 from tests.resolvers.helpers import metric, watching
 from tests.support.aws import EcsService, provision_ecs, run_tasks, stop_task
 

@@ -18,9 +18,9 @@ from ecsgrpc.security.settings import client_security_from_env
 from ecsgrpc.security.tokens import BearerToken, check_token
 from ecsgrpc.server import Server
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import pb2, pb2_grpc
-from ecsgrpc.workflow.agent import WorkflowAgentServicer, agent_service
-from ecsgrpc.workflow.client import WorkflowClient, build_request
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
+from ecsgrpc_apps.workflow.client import WorkflowClient, build_request
 from tests.support.secure import balanced, health_check, secure_server
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,14 +19,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecsgrpc.config import AgentSettings, ServerSettings, load
+from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.client import ChannelSecurity
 from ecsgrpc.security.server import server_security
 from ecsgrpc.security.settings import ClientSecuritySettings
 from ecsgrpc.server import server_options
-from ecsgrpc.workflow import pb2
-from ecsgrpc.workflow.client import build_request
+from ecsgrpc_apps.workflow import pb2
+from ecsgrpc_apps.workflow.client import build_request
+from ecsgrpc_apps.workflow.settings import AgentSettings
 from tests.support.agents import AgentProcess
 
 pytestmark = pytest.mark.timeout(300)

@@ -23,8 +23,8 @@ from ecsgrpc.security.client import ClientSecurity
 from ecsgrpc.security.client_tls import ClientTls
 from ecsgrpc.security.tokens import BearerToken
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import pb2, pb2_grpc
-from ecsgrpc.workflow.client import build_request
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow.client import build_request
 from tests.support.agents import AgentProcess, wait_until
 from tests.support.certs import CertAuthority, Issued, make_tls_files
 from tests.support.secure import secure_server

@@ -9,13 +9,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ecsgrpc.config import AgentSettings, ServerSettings
+from ecsgrpc.config import ServerSettings
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.deadline import DeadlineCapInterceptor
 from ecsgrpc.server import server_options
-from ecsgrpc.workflow import pb2, pb2_grpc
-from ecsgrpc.workflow.agent import WorkflowAgentServicer
-from ecsgrpc.workflow.client import build_request
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer
+from ecsgrpc_apps.workflow.client import build_request
+from ecsgrpc_apps.workflow.settings import AgentSettings
 from tests.support.secure import secure_server
 from tests.support.servers import echo_service
 

@@ -14,7 +14,7 @@ from ecsgrpc.errors import ConfigError, NoEndpointAvailable
 from ecsgrpc.security.client import ClientSecurity
 from ecsgrpc.security.client_tls import ClientTls
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
 from tests.support.agents import wait_until
 from tests.support.certs import CertAuthority, make_tls_files
 from tests.support.secure import balanced, health_check, secure_server

@@ -8,7 +8,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ecsgrpc.local.process import AgentProcess, start_agent
+from ecsgrpc_apps.local.process import AgentProcess, start_agent
 
 __all__ = ["AgentProcess", "health_status", "start_agent", "wait_until"]
 

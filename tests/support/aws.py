@@ -1,7 +1,7 @@
 """The AWS emulator for tests: one moto server per session, reset between tests.
 
 The ``aws`` fixture (see :func:`aws_fixture`) gives a started
-:class:`~ecsgrpc.local.emulator.AwsEmulator` with no resources and points the
+:class:`~ecsgrpc_apps.local.emulator.AwsEmulator` with no resources and points the
 SDK's environment at it (``AWS_ENDPOINT_URL``, region, fake keys, no shared
 config files, no instance metadata lookups), so aiobotocore clients created
 by the code under test talk to it and to nothing else.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ecsgrpc.local.emulator import AwsEmulator
+from ecsgrpc_apps.local.emulator import AwsEmulator
 
 _SDK_ISOLATION = {
     # Never read the developer's ~/.aws, never ask EC2 instance metadata.

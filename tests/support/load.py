@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from ecsgrpc.errors import StreamInterrupted
-from ecsgrpc.workflow import pb2, pb2_grpc
+from ecsgrpc_apps.workflow import pb2, pb2_grpc
 
 
 @dataclass

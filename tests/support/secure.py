@@ -11,12 +11,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from ecsgrpc.balancing.channel import BalancedChannel
-from ecsgrpc.config import AgentSettings, ServerSettings
+from ecsgrpc.config import ServerSettings
 from ecsgrpc.endpoints import Endpoint
 from ecsgrpc.security.client import ClientSecurity
 from ecsgrpc.server import Server, ServiceSpec
 from ecsgrpc.testing import ManualResolver
-from ecsgrpc.workflow.agent import WorkflowAgentServicer, agent_service
+from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
+from ecsgrpc_apps.workflow.settings import AgentSettings
 
 
 @asynccontextmanager

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 
 import grpc
 
-from ecsgrpc.config import AgentSettings, ServerSettings
+from ecsgrpc.config import ServerSettings
 from ecsgrpc.server import Server, ServiceSpec
-from ecsgrpc.workflow import pb2
-from ecsgrpc.workflow.agent import WorkflowAgentServicer, agent_service
+from ecsgrpc_apps.workflow import pb2
+from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
+from ecsgrpc_apps.workflow.settings import AgentSettings
 
 
 class FailingAgent(WorkflowAgentServicer):

@@ -34,16 +34,33 @@ def _root() -> None:
     # A callback keeps typer in group mode even when one command is registered.
 
 
-# One module per command, each with register(app). Only the command being run
-# is imported, so `ecsgrpc probe` (an ECS health check, run every 30 s) does not
-# pay for FastAPI, matplotlib or moto.
-COMMANDS = ("agent", "probe", "discover", "gateway", "demo", "bench")
+# The library's own commands: one module each here, with register(app).
+LIBRARY_COMMANDS = ("probe", "discover")
+# Applications built on the library (the Workflow Agent, the gateway, the demo,
+# the benchmarks) add their commands through this entry-point group: the
+# library never imports them. Each entry point names a module with register(app).
+COMMAND_GROUP = "ecsgrpc.commands"
+
+
+def _app_commands() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=COMMAND_GROUP)}
 
 
 def _register(args: list[str]) -> None:
-    wanted = [args[0]] if args and args[0] in COMMANDS else COMMANDS
+    """Import only the command being run, so `ecsgrpc probe` (an ECS health check,
+    run every 30 s) does not pay for FastAPI, matplotlib or moto."""
+    if args and args[0] in LIBRARY_COMMANDS:
+        importlib.import_module(f"ecsgrpc.cli.{args[0]}").register(app)
+        return
+    apps = _app_commands()
+    wanted = [args[0]] if args and args[0] in apps else [*LIBRARY_COMMANDS, *apps]
     for name in wanted:
-        importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
+        if name in LIBRARY_COMMANDS:
+            importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
+        else:
+            importlib.import_module(apps[name]).register(app)
 
 
 # Commands whose usage errors must exit 1 rather than click's 2.

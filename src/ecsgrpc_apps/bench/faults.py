@@ -1,0 +1,102 @@
+"""What the fault scenarios share: every contender under load at once, then a summary.
+
+All contenders run *at the same time* against the same servers, each at an
+equal share of the total rate, so the fault (a kill, a deploy, an outage)
+hits every one of them at the same instant and under the same machine load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from ecsgrpc_apps.bench.contenders import Client, Fleet
+from ecsgrpc_apps.bench.load import Call, PacedLoad, percentile
+from ecsgrpc_apps.bench.results import Metric
+from ecsgrpc_apps.bench.settings import Context
+
+__all__ = ["Loads", "failure_metrics", "running", "timeline"]
+
+BIN_SECONDS = 0.5
+
+
+@dataclass
+class Loads:
+    """The clients and their loads of one scenario run."""
+
+    clients: list[Client]
+    loads: dict[str, PacedLoad]
+
+    async def stop(self) -> dict[str, list[Call]]:
+        """Stop every load at the same moment, then wait for their calls in flight."""
+        for load in self.loads.values():
+            load.halt()
+        out = {}
+        for name, load in self.loads.items():
+            out[name] = await load.stop()
+        return out
+
+
+@contextlib.asynccontextmanager
+async def running(
+    ctx: Context, fleet: Fleet, *, kinds: Sequence[str] = ("unary", "stream"), scenario: str
+) -> AsyncIterator[Loads]:
+    """Open every contender on ``fleet`` and start its load; close them all at the end."""
+    clients: list[Client] = []
+    try:
+        for contender in ctx.contenders:
+            ctx.progress(f"{scenario}: connecting {contender.name}")
+            clients.append(await contender.open(fleet))
+        rate = ctx.settings.rate / max(1, len(clients))
+        loads = {c.name: PacedLoad(c, rate=rate, kinds=kinds) for c in clients}
+        for load in loads.values():
+            load.start()
+        yield Loads(clients, loads)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def failure_metrics(calls: Sequence[Call]) -> dict[str, Metric]:
+    """Calls, failures (by kind), duplicated output, latency."""
+    failed = [c for c in calls if not c.ok]
+    streams = [c for c in calls if c.kind == "stream"]
+    dup_calls = [c for c in streams if c.duplicated]
+    ok_latency = [c.latency for c in calls if c.ok]
+    return {
+        "calls": len(calls),
+        "failed": len(failed),
+        "failed_unary": sum(1 for c in failed if c.kind == "unary"),
+        "failed_stream": sum(1 for c in failed if c.kind == "stream"),
+        "failed_stream_after_output": sum(1 for c in failed if c.kind == "stream" and c.sequences),
+        "duplicated_streams": len(dup_calls),
+        "duplicated_events": sum(c.duplicated for c in dup_calls),
+        "p50_ms": percentile(ok_latency, 0.5) * 1000,
+        "p99_ms": percentile(ok_latency, 0.99) * 1000,
+        "max_ms": max(ok_latency, default=float("nan")) * 1000,
+    }
+
+
+def error_kinds(calls: Sequence[Call]) -> str:
+    """``"UNAVAILABLE x12, DEADLINE_EXCEEDED x1"`` (empty when none failed)."""
+    counts = Counter(c.error for c in calls if c.error)
+    return ", ".join(f"{code} x{n}" for code, n in counts.most_common())
+
+
+def timeline(calls: Sequence[Call], t0: float) -> dict[str, object]:
+    """Calls started per 0.5 s bin, by serving agent (failures as ``"failed"``)."""
+    if not calls:
+        return {"bin_seconds": BIN_SECONDS, "start": 0.0, "by_agent": {}}
+    first = min(c.start for c in calls)
+    bins: dict[str, Counter[int]] = {}
+    for c in calls:
+        key = c.served_by if c.ok else "failed"
+        bins.setdefault(key or "unknown", Counter())[int((c.start - first) / BIN_SECONDS)] += 1
+    size = 1 + int((max(c.start for c in calls) - first) / BIN_SECONDS)
+    return {
+        "bin_seconds": BIN_SECONDS,
+        "start": round(first - t0, 3),
+        "by_agent": {k: [v.get(i, 0) for i in range(size)] for k, v in sorted(bins.items())},
+    }

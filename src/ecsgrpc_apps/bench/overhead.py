@@ -1,0 +1,202 @@
+"""Scenario 1, overhead: throughput, latency and client CPU of each contender.
+
+Three agents; unary and server-streaming (20 events a call) calls, at
+concurrency 1 and 32 (closed loop: each worker calls again as soon as its
+call ends). Contenders share one client process and the same agent
+processes; they run interleaved, round after round (the order rotates each
+round), and the median round by throughput is kept, so slow phases of a
+noisy machine hit every contender alike. Throughput and p50 are reported as
+ratios to native ``round_robin`` measured in the same rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from ecsgrpc.errors import EcsGrpcError
+from ecsgrpc_apps.bench.contenders import Client, conversation
+from ecsgrpc_apps.bench.fleet import AgentFleet
+from ecsgrpc_apps.bench.load import STREAM_WORDS, percentile
+from ecsgrpc_apps.bench.results import Row, ScenarioResult, check
+from ecsgrpc_apps.bench.settings import Context
+
+__all__ = ["BASELINE", "OverheadResult", "run"]
+
+NAME = "overhead"
+BASELINE = "native_round_robin"
+KINDS = ("unary", "stream")
+CONCURRENCIES = (1, 32)
+COLUMNS = (
+    "calls_per_second",
+    "x_native_throughput",
+    "p50_ms",
+    "x_native_p50",
+    "p99_ms",
+    "cpu_us_per_call",
+    "errors",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OverheadResult:
+    """One (contender, kind, concurrency) round."""
+
+    contender: str
+    kind: str
+    concurrency: int
+    calls: int
+    calls_per_second: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_call: float
+    errors: int
+
+
+async def _one(client: Client, kind: str, n: int) -> None:
+    if kind == "unary":
+        await client.unary(10.0)
+        return
+    count = 0
+    async for _ in client.stream(conversation(STREAM_WORDS, f"o{n}"), 10.0):
+        count += 1
+    if count != STREAM_WORDS + 2:
+        raise RuntimeError(f"stream returned {count} events")
+
+
+async def measure(client: Client, kind: str, concurrency: int, seconds: float) -> OverheadResult:
+    """Closed loop for ``seconds``: calls/s, p50, p99, CPU per call (this process)."""
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        n = 0
+        while time.perf_counter() < stop_at:
+            n += 1
+            started = time.perf_counter()
+            try:
+                await _one(client, kind, w * 1_000_000 + n)
+            except (grpc.RpcError, EcsGrpcError, RuntimeError):
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    calls = len(latencies)
+    return OverheadResult(
+        contender=client.name,
+        kind=kind,
+        concurrency=concurrency,
+        calls=calls,
+        calls_per_second=calls / wall,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        cpu_us_per_call=cpu / max(calls, 1) * 1e6,
+        errors=errors,
+    )
+
+
+def _median(runs: list[OverheadResult]) -> OverheadResult:
+    return sorted(runs, key=lambda r: r.calls_per_second)[len(runs) // 2]
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    s = ctx.settings
+    result = ScenarioResult(
+        NAME,
+        "Overhead: 3 agents, closed loop, median of interleaved rounds",
+        COLUMNS,
+        params={
+            "agents": 3,
+            "seconds_per_round": s.overhead_seconds,
+            "rounds": s.overhead_rounds,
+            "stream_events": STREAM_WORDS + 2,
+            "baseline": BASELINE,
+        },
+    )
+    fleet = AgentFleet(3)
+    clients: list[Client] = []
+    try:
+        spec = await fleet.start()
+        for contender in ctx.contenders:
+            ctx.progress(f"overhead: connecting {contender.name}")
+            clients.append(await contender.open(spec))
+        samples: dict[tuple[str, str, int], list[OverheadResult]] = {}
+        for kind in KINDS:
+            for concurrency in CONCURRENCIES:
+                for client in clients:  # warm-up
+                    await measure(client, kind, concurrency, min(0.3, s.overhead_seconds))
+                for round_no in range(s.overhead_rounds):
+                    shift = round_no % len(clients)
+                    for client in clients[shift:] + clients[:shift]:
+                        ctx.progress(
+                            f"overhead: {kind} c={concurrency} round {round_no + 1}/"
+                            f"{s.overhead_rounds} {client.name}"
+                        )
+                        r = await measure(client, kind, concurrency, s.overhead_seconds)
+                        samples.setdefault((client.name, kind, concurrency), []).append(r)
+    finally:
+        for client in clients:
+            await client.aclose()
+        await fleet.aclose()
+    medians = [_median(runs) for runs in samples.values()]
+    _fill(result, medians, ctx)
+    return result
+
+
+def _fill(result: ScenarioResult, medians: list[OverheadResult], ctx: Context) -> None:
+    base = {(r.kind, r.concurrency): r for r in medians if r.contender == BASELINE}
+    for r in medians:
+        b = base.get((r.kind, r.concurrency))
+        case = f"{r.kind} c={r.concurrency}"
+        metrics = {
+            "calls_per_second": r.calls_per_second,
+            "x_native_throughput": _ratio(r.calls_per_second, b.calls_per_second if b else 0),
+            "p50_ms": r.p50_ms,
+            "x_native_p50": _ratio(r.p50_ms, b.p50_ms if b else 0),
+            "p99_ms": r.p99_ms,
+            "cpu_us_per_call": r.cpu_us_per_call,
+            "errors": r.errors,
+            "calls": r.calls,
+        }
+        result.rows.append(Row(r.contender, metrics, case=case))
+        if r.contender.startswith("ecsgrpc_"):
+            if r.concurrency == 32:
+                result.targets.append(
+                    check(
+                        NAME,
+                        r.contender,
+                        "x_native_throughput",
+                        metrics["x_native_throughput"],
+                        ">=",
+                        0.90,
+                        case=case,
+                    )
+                )
+            result.targets.append(
+                check(
+                    NAME,
+                    r.contender,
+                    "x_native_p50",
+                    metrics["x_native_p50"],
+                    "<=",
+                    1.10,
+                    case=case,
+                    note="p50 within 10 % of native round_robin's",
+                )
+            )
+    for name, reason in ctx.skipped.items():
+        for kind in KINDS:
+            for concurrency in CONCURRENCIES:
+                result.rows.append(Row(name, skipped=reason, case=f"{kind} c={concurrency}"))
+
+
+def _ratio(value: float, base: float) -> float | None:
+    return value / base if base else None

@@ -1,0 +1,82 @@
+"""The demo's live terminal view (rich): phase, traffic per agent, endpoint states."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ecsgrpc_apps.demo.run import DemoState, DemoSummary
+
+__all__ = ["render", "render_summary"]
+
+
+def render(state: DemoState) -> Group:
+    """One frame of the live view."""
+    header = Text.assemble(
+        ("ecsgrpc demo ", "bold"),
+        (state.url or "starting...", "cyan"),
+        "  ",
+        (state.phase, "yellow"),
+    )
+    parts: list[object] = [header, ProgressBar(total=1.0, completed=state.progress, width=60)]
+    parts.append(_traffic_line(state))
+    parts.append(_endpoints(state))
+    parts.append(Panel("\n".join(state.events[-8:]) or "-", title="task events", expand=False))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+def _traffic_line(state: DemoState) -> Text:
+    traffic = state.traffic
+    if traffic is None:
+        return Text("no traffic yet")
+    errors = traffic.errors
+    return Text.assemble(
+        f"requests {len(traffic.outcomes)}  ",
+        (f"errors {errors}", "bold red" if errors else "green"),
+    )
+
+
+def _endpoints(state: DemoState) -> Table:
+    table = Table(title="agents (as the gateway's balanced channel sees them)", expand=False)
+    for column in ("task", "address", "zone", "state", "health", "in flight", "served"):
+        table.add_column(column)
+    served: Counter[str] = state.traffic.served_by() if state.traffic else Counter()
+    tasks = {t.address: t for t in (state.runner.all_tasks if state.runner else [])}
+    statuses = state.client.channel.endpoints() if state.client else ()
+    for status in statuses:
+        task = tasks.get(status.address)
+        task_id = task.task_id if task else (status.instance_id or "?")
+        style = "green" if status.pickable else ("yellow" if status.draining else "red")
+        table.add_row(
+            task_id[:8],
+            status.address,
+            status.zone or "-",
+            Text(status.state + (" (draining)" if status.draining else ""), style=style),
+            status.health,
+            str(status.in_flight),
+            str(served.get(task_id, 0)),
+        )
+    return table
+
+
+def render_summary(summary: DemoSummary) -> Table:
+    table = Table(title="demo summary", show_header=False)
+    table.add_row("requests", str(summary.requests))
+    table.add_row("errors", Text(str(summary.errors), style="red" if summary.errors else "green"))
+    for agent, count in summary.served_by.items():
+        share = count / max(summary.requests, 1)
+        table.add_row(f"served by {agent}", f"{count} ({share:.0%})")
+    for agent, seconds in summary.traffic_left_seconds.items():
+        table.add_row(f"traffic left {agent} after its stop", f"{seconds:.3f} s")
+    for sample in summary.error_samples:
+        table.add_row("error", sample)
+    table.add_row(
+        "restarted (agent died mid-stream; redone elsewhere, client told)", str(summary.restarted)
+    )
+    table.add_row("duration", f"{summary.duration_seconds:.0f} s")
+    return table
