@@ -276,6 +276,8 @@ class _StreamCall:
                     self._end(_OK)
                     return grpc.aio.EOF
                 self._received += 1
+                if self._sub is not None:  # progress, for silence detection
+                    self._channel._balancer.answered(self._sub)
                 return message
         except asyncio.CancelledError:
             self.cancel()

@@ -22,6 +22,7 @@ from ecsgrpc.balancing.calls import StreamCallables, UnaryUnaryCallable
 from ecsgrpc.balancing.outlier import OutlierConfig, OutlierDetector
 from ecsgrpc.balancing.picker import POLICIES, ZonePolicy
 from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy
+from ecsgrpc.balancing.stall import StallConfig
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.balancing.zone import detect_zone
@@ -89,6 +90,7 @@ class BalancedChannel:
         connect_timeout: float = 20.0,
         idempotent_methods: Collection[str] = (),
         security: ClientSecurity | None = None,
+        stall: StallConfig | None = None,
     ) -> None:
         if credentials is not None and security is not None and security.tls is not None:
             raise ConfigError("give TLS either as credentials= or as security=, not both")
@@ -120,6 +122,7 @@ class BalancedChannel:
             health_check=health_check,
             health_service=health_service,
             on_endpoint_lost=self._resolve_now,
+            stall=stall,
         )
         self._in_flight = self._metrics.in_flight.labels(target)
         self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
@@ -340,10 +343,14 @@ def connect(
     idempotent_methods: Collection[str] = (),
     resolver_options: dict[str, Any] | None = None,
     security: ClientSecurity | None = None,
+    stall: StallConfig | None = None,
 ) -> BalancedChannel:
     """A :class:`BalancedChannel` for ``target`` (a target string or a Resolver).
 
     ``security``: TLS/mTLS and a bearer token (see :class:`BalancedChannel`).
+    ``stall``: silence detection (a frozen or black-holed endpoint is set
+    aside within about 1 s while others answer; see ``balancing/stall.py``);
+    ``StallConfig(enabled=False)`` turns it off.
     Raises ConfigError for a bad target, option or security file (the message
     names it).
     """
@@ -370,4 +377,5 @@ def connect(
         connect_timeout=connect_timeout,
         idempotent_methods=idempotent_methods,
         security=security,
+        stall=stall,
     )
