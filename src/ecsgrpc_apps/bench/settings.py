@@ -30,6 +30,9 @@ class BenchSettings:
     slow_seconds: float
     outage_seconds: float
     scale_rounds: int
+    silent_at: float = 5.0
+    silent_seconds: float = 15.0
+    silent_tail: float = 10.0
     scale_sizes: tuple[int, ...] = (10, 100, 1000)
 
     @classmethod
@@ -53,6 +56,9 @@ class BenchSettings:
             slow_seconds=s(15.0, 5.0, 1.0),
             outage_seconds=s(30.0, 8.0, 1.5),
             scale_rounds=30 if not quick else max(3, int(10 * scale)),
+            silent_at=s(5.0, 2.0, 1.5),
+            silent_seconds=s(15.0, 5.0, 1.0),
+            silent_tail=s(10.0, 5.0, 1.0),
         )
 
 
