@@ -107,7 +107,9 @@ kill_ops = st.tuples(st.just("kill"), st.integers(min_value=0, max_value=2), st.
 batches = st.lists(st.one_of(call_ops, call_ops, call_ops, kill_ops), min_size=1, max_size=12)
 
 
-async def _drive(channel: Any, kind: str, behaviour: bytes, action: str, timeout: Any, delay: int) -> Any:
+async def _drive(
+    channel: Any, kind: str, behaviour: bytes, action: str, timeout: Any, delay: int
+) -> Any:
     multicallable = getattr(channel, kind)(METHODS[kind])
     if kind.startswith("unary"):
         call = multicallable(behaviour, timeout=timeout)
@@ -173,9 +175,7 @@ async def _scenario(servers: Servers, batch: list[Any]) -> None:
         deadline = time.monotonic() + 5
         while True:
             counts = {s.address: s.in_flight for s in channel.endpoints()}
-            gauge = registry.get_sample_value(
-                "ecsgrpc_client_calls_in_flight", {"target": target}
-            )
+            gauge = registry.get_sample_value("ecsgrpc_client_calls_in_flight", {"target": target})
             unfinished = [c for c in calls if c is not None and not c.done()]
             if not unfinished and set(counts.values()) <= {0} and gauge == 0:
                 return

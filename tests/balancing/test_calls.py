@@ -161,7 +161,9 @@ async def test_caller_task_cancelled_while_awaiting_cancels_the_call() -> None:
 
 async def test_request_iterators_sync_and_async() -> None:
     async with fleet(n=1) as (channel, _, _):
-        assert await channel.stream_unary(svc.CLIENT_STREAM)(iter([b"1", b"2"]), timeout=5) == b"1,2"
+        assert (
+            await channel.stream_unary(svc.CLIENT_STREAM)(iter([b"1", b"2"]), timeout=5) == b"1,2"
+        )
 
         async def gen() -> AsyncIterator[bytes]:
             for item in (b"a", b"b", b"c"):

@@ -83,7 +83,7 @@ def _size(message: Any) -> int | None:
     if isinstance(message, bytes | bytearray | memoryview):
         return len(message)
     byte_size = getattr(message, "ByteSize", None)
-    return byte_size() if byte_size is not None else None  # type: ignore[no-any-return]
+    return byte_size() if byte_size is not None else None
 
 
 async def _status_error(call: Any) -> grpc.aio.AioRpcError:
@@ -190,7 +190,7 @@ class _BalancedCall:
                 continue
             if metadata or not att.call.done() or await att.call.code() is _OK:
                 self._commit()
-                return metadata  # type: ignore[no-any-return]
+                return metadata
             # A trailers-only failure: nothing was sent before the status.
             await self._settle(att)
         return await self._final_initial_metadata()
@@ -198,9 +198,9 @@ class _BalancedCall:
     async def trailing_metadata(self) -> Metadata:
         await self._wait_done()
         if self._status_error is not None:
-            return self._status_error.trailing_metadata()  # type: ignore[no-any-return]
+            return self._status_error.trailing_metadata()
         if self._final is not None:
-            return await self._final.trailing_metadata()  # type: ignore[no-any-return]
+            return await self._final.trailing_metadata()
         return Metadata()
 
     async def code(self) -> grpc.StatusCode:
@@ -271,7 +271,9 @@ class _BalancedCall:
         if self._state == _DONE:  # cancelled while waiting for an endpoint
             router.done(sub, _CANCELLED)
             return
-        callable_ = sub.multicallable(self._kind, self._method, self._serializer, self._deserializer)
+        callable_ = sub.multicallable(
+            self._kind, self._method, self._serializer, self._deserializer
+        )
         call = callable_(
             None if self._stream_request else self._request,
             timeout=router.attempt_timeout(self._method, self._deadline),
@@ -464,9 +466,9 @@ class _BalancedCall:
 
     async def _final_initial_metadata(self) -> Metadata:
         if self._status_error is not None:
-            return self._status_error.initial_metadata()  # type: ignore[no-any-return]
+            return self._status_error.initial_metadata()
         if self._final is not None:
-            return await self._final.initial_metadata()  # type: ignore[no-any-return]
+            return await self._final.initial_metadata()
         return Metadata()
 
     # Request streaming (stream_unary, stream_stream).
