@@ -31,9 +31,7 @@ HOSTS = ("127.0.11.7", "127.0.11.8")
 
 
 @asynccontextmanager
-async def channel_over(
-    state: svc.State, interceptors: list[Any]
-) -> AsyncIterator[BalancedChannel]:
+async def channel_over(state: svc.State, interceptors: list[Any]) -> AsyncIterator[BalancedChannel]:
     servers = [await svc.start(host, host, state) for host in HOSTS]
     target = "static:///" + ",".join(f"{h}:{p}" for h, (_, p) in zip(HOSTS, servers, strict=True))
     try:
@@ -116,5 +114,5 @@ async def test_a_plain_interceptor_runs_once_per_call_around_every_attempt() -> 
 
 
 def test_an_object_that_is_not_an_interceptor_is_refused_by_name() -> None:
-    with pytest.raises(ConfigError, match="not a grpc.aio client interceptor"):
+    with pytest.raises(ConfigError, match=r"not a grpc\.aio client interceptor"):
         connect("static:///127.0.11.7:1", interceptors=[object()])
