@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.gen_proto import VIRTUAL, generate
+import pytest
+
+from scripts.gen_proto import PROTO_SETS, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,16 +25,20 @@ def _normalise(text: str) -> list[str]:
     return kept
 
 
-def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("virtual", "files"), [(virtual, files) for _, virtual, files in PROTO_SETS], ids=str
+)
+def test_committed_stubs_match_the_proto(
+    tmp_path: Path, virtual: str, files: tuple[str, ...]
+) -> None:
     generate(tmp_path)
-    fresh_dir = tmp_path / VIRTUAL
-    committed_dir = ROOT / "src" / VIRTUAL
+    fresh_dir = tmp_path / virtual
+    committed_dir = ROOT / "src" / virtual
     names = sorted(p.name for p in fresh_dir.iterdir() if p.is_file())
-    assert names == [
-        "workflow_agent_pb2.py",
-        "workflow_agent_pb2.pyi",
-        "workflow_agent_pb2_grpc.py",
-    ]
+    stems = sorted(name.removesuffix(".proto") for name in files)
+    assert names == sorted(
+        f"{stem}{suffix}" for stem in stems for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+    )
     for name in names:
         fresh = _normalise((fresh_dir / name).read_text())
         committed = _normalise((committed_dir / name).read_text())
@@ -44,3 +50,23 @@ def test_stubs_import_from_the_package() -> None:
 
     assert pb2.DESCRIPTOR.services_by_name["WorkflowAgent"].full_name == SERVICE_NAME
     assert hasattr(pb2_grpc, "WorkflowAgentStub")
+
+
+def test_interop_stubs_keep_grpc_wire_names() -> None:
+    """Any gRPC interop client calls these exact paths; the names must not drift."""
+    from ecsgrpc_apps.interop._proto import test_pb2
+
+    services = test_pb2.DESCRIPTOR.services_by_name
+    assert services["TestService"].full_name == "grpc.testing.TestService"
+    assert services["UnimplementedService"].full_name == "grpc.testing.UnimplementedService"
+    assert sorted(m.name for m in services["TestService"].methods) == sorted(
+        [
+            "EmptyCall",
+            "UnaryCall",
+            "CacheableUnaryCall",
+            "StreamingOutputCall",
+            "StreamingInputCall",
+            "FullDuplexCall",
+            "UnimplementedCall",
+        ]
+    )
