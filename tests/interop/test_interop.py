@@ -17,12 +17,7 @@ case passes, the strict xfail turns red, and the mark must go.
 from __future__ import annotations
 
 import itertools
-import select
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -31,8 +26,8 @@ import pytest
 import ecsgrpc
 from ecsgrpc_apps.interop import messages_pb2, test_pb2_grpc
 from ecsgrpc_apps.interop.cases import CASES, CaseOptions, run_case
+from tests.interop.conftest import InteropServers
 
-HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 KINDS = ("grpc", "least_request", "round_robin")
 
 # Why each case fails through connect() on today's code: the grpc.aio call API
@@ -78,56 +73,6 @@ SOAK = {
     "soak_overall_timeout_seconds": 60.0,
     "long_lived_interval_ms": 50,
 }
-
-
-@dataclass(frozen=True)
-class InteropServers:
-    addresses: tuple[str, ...]
-
-    @property
-    def static_target(self) -> str:
-        return "static:///" + ",".join(self.addresses)
-
-
-def _start(host: str, log: Path) -> tuple[subprocess.Popen[str], str]:
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ecsgrpc_apps.interop.server", f"--host={host}", "--port=0"],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline() if ready else ""
-    if not line.startswith("listening on "):
-        proc.kill()
-        proc.wait(5)
-        raise RuntimeError(f"interop server on {host} did not start: {line!r} {log.read_text()}")
-    return proc, line.removeprefix("listening on ").strip()
-
-
-@pytest.fixture(scope="module")
-def interop_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteropServers]:
-    """Three interop server processes on 127.0.0.2-4, free ports; stopped at the end."""
-    logs = tmp_path_factory.mktemp("interop")
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        addresses = []
-        for host in HOSTS:
-            proc, address = _start(host, logs / f"{host}.log")
-            procs.append(proc)
-            addresses.append(address)
-        yield InteropServers(tuple(addresses))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 def _factory(kind: str, servers: InteropServers) -> Callable[[], Any]:

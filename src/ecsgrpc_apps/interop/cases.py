@@ -421,24 +421,50 @@ async def cancel_after_first_response(channel: Channel, options: CaseOptions) ->
     await _expect_cancelled_read(call.read(), "read()")
 
 
-async def timeout_on_sleeping_server(channel: Channel, options: CaseOptions) -> None:
-    call = _stub(channel).FullDuplexCall(timeout=0.001)
-    try:
-        await call.write(messages_pb2.StreamingOutputCallRequest(payload=_payload(27182)))
-        result = await call.read()  # the client waits
-    except grpc.aio.AioRpcError as error:
-        _expect(
-            error.code() is grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"failed with {error.code().name}, expected DEADLINE_EXCEEDED",
-        )
-    else:
-        shown = "EOF" if result is _EOF else "a response"
-        raise CaseFailed(f"read() gave {shown}; expected DEADLINE_EXCEEDED")
-    code = await _code(call, "FullDuplexCall")
-    _expect(
-        code is grpc.StatusCode.DEADLINE_EXCEEDED,
-        f"call completed with {code.name}, expected DEADLINE_EXCEEDED",
+def _write_met_the_end(error: grpc.aio.AioRpcError) -> bool:
+    """grpc.aio's own race: a write() that meets the end of the call (here, the
+    deadline) can overwrite the call's status with INTERNAL "Internal error from
+    Core". Seen with a plain grpc.aio channel in about 1 of 100 tries, in bursts
+    under load; such a run proves nothing either way, so the case runs the
+    procedure again (up to 10 times) and judges the first conclusive run."""
+    return error.code() is grpc.StatusCode.INTERNAL and error.details() == (
+        "Internal error from Core"
     )
+
+
+async def timeout_on_sleeping_server(channel: Channel, options: CaseOptions) -> None:
+    tries = 10
+    for attempt in range(tries):
+        if attempt:
+            await asyncio.sleep(0.01 * attempt)  # the race follows load: let it pass
+        call = _stub(channel).FullDuplexCall(timeout=0.001)
+        try:
+            await call.write(messages_pb2.StreamingOutputCallRequest(payload=_payload(27182)))
+        except grpc.aio.AioRpcError as error:
+            if _write_met_the_end(error):
+                continue  # inconclusive: grpc.aio lost the status; run the procedure again
+            _expect(
+                error.code() is grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"write() failed with {error.code().name}, expected DEADLINE_EXCEEDED",
+            )
+        else:
+            try:
+                result = await call.read()  # the client waits
+            except grpc.aio.AioRpcError as error:
+                _expect(
+                    error.code() is grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"failed with {error.code().name}, expected DEADLINE_EXCEEDED",
+                )
+            else:
+                shown = "EOF" if result is _EOF else "a response"
+                raise CaseFailed(f"read() gave {shown}; expected DEADLINE_EXCEEDED")
+        code = await _code(call, "FullDuplexCall")
+        _expect(
+            code is grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"call completed with {code.name}, expected DEADLINE_EXCEEDED",
+        )
+        return
+    raise CaseFailed(f"{tries} runs, each write() failed INTERNAL: no conclusive run")
 
 
 async def _soak(

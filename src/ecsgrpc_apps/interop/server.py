@@ -177,6 +177,8 @@ class TestServiceServicer:
     UnimplementedCall is deliberately absent: grpc answers UNIMPLEMENTED.
     """
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     def __init__(self, server_id: str) -> None:
         self.server_id = server_id
         self.hostname = socket.gethostname()
@@ -337,9 +339,16 @@ async def _respond(
 
 
 async def start_server(
-    host: str = "127.0.0.1", port: int = 0, *, server_id: str | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    server_id: str | None = None,
+    servicer: TestServiceServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start a plaintext interop server; returns it and the bound port."""
+    """Start a plaintext interop server; returns it and the bound port.
+
+    ``servicer`` replaces the default one (``server_id`` is then ignored).
+    """
     # Raw request bytes reach our deserializers, which see compression (module doc).
     server = grpc.aio.server(options=[("grpc.per_message_decompression", 0)])
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -349,7 +358,8 @@ async def start_server(
         raise OSError(f"cannot bind {address}") from exc
     if bound == 0:
         raise OSError(f"cannot bind {address}")
-    servicer = TestServiceServicer(server_id or f"{host}:{bound}")
+    if servicer is None:
+        servicer = TestServiceServicer(server_id or f"{host}:{bound}")
     server.add_generic_rpc_handlers([service_handler(servicer)])
     health = HealthServicer()
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
