@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,51 @@ def test_interop_stubs_keep_grpc_wire_names() -> None:
             "UnimplementedCall",
         ]
     )
+
+
+def test_interop_messages_keep_grpc_field_numbers() -> None:
+    """Field numbers are the wire contract with other gRPC interop implementations."""
+    from ecsgrpc_apps.interop._proto import messages_pb2
+
+    def numbers(message: Any) -> dict[str, int]:
+        return {f.name: f.number for f in message.DESCRIPTOR.fields}
+
+    assert numbers(messages_pb2.SimpleRequest) == {
+        "response_type": 1,
+        "response_size": 2,
+        "payload": 3,
+        "fill_username": 4,
+        "fill_oauth_scope": 5,
+        "response_compressed": 6,
+        "response_status": 7,
+        "expect_compressed": 8,
+        "fill_server_id": 9,
+    }
+    assert numbers(messages_pb2.SimpleResponse) == {
+        "payload": 1,
+        "username": 2,
+        "oauth_scope": 3,
+        "server_id": 4,
+        "hostname": 6,
+    }
+    assert numbers(messages_pb2.StreamingInputCallRequest) == {
+        "payload": 1,
+        "expect_compressed": 2,
+    }
+    assert numbers(messages_pb2.StreamingInputCallResponse) == {"aggregated_payload_size": 1}
+    assert numbers(messages_pb2.ResponseParameters) == {
+        "size": 1,
+        "interval_us": 2,
+        "compressed": 3,
+    }
+    assert numbers(messages_pb2.StreamingOutputCallRequest) == {
+        "response_type": 1,
+        "response_parameters": 2,
+        "payload": 3,
+        "response_status": 7,
+    }
+    assert numbers(messages_pb2.StreamingOutputCallResponse) == {"payload": 1}
+    assert numbers(messages_pb2.Payload) == {"type": 1, "body": 2}
+    assert numbers(messages_pb2.EchoStatus) == {"code": 1, "message": 2}
+    assert numbers(messages_pb2.BoolValue) == {"value": 1}
+    assert messages_pb2.DESCRIPTOR.package == "grpc.testing"
