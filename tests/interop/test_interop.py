@@ -9,9 +9,8 @@ three interop server processes on 127.0.0.2-4:
 - ``least_request`` / ``round_robin``: ``ecsgrpc.connect("static:///a,b,c",
   policy=...)`` over the three servers.
 
-A case that fails through ``connect()`` on today's code is a strict xfail whose
-reason names the missing grpc.aio call API; when the call objects gain it, the
-case passes, the strict xfail turns red, and the mark must go.
+Every case passes over all three kinds: ``connect()``'s calls have grpc.aio's
+whole call API (see ``ecsgrpc.balancing.calls``).
 """
 
 from __future__ import annotations
@@ -29,42 +28,6 @@ from ecsgrpc_apps.interop.cases import CASES, CaseOptions, run_case
 from tests.interop.conftest import InteropServers
 
 KINDS = ("grpc", "least_request", "round_robin")
-
-# Why each case fails through connect() on today's code: the grpc.aio call API
-# it lacks. Remove an entry when the call objects gain what it names.
-_UNARY = "a unary call through connect() can only be awaited: it has no "
-_STREAM_CODE = "a stream call's code() returns a StatusCode, not an awaitable"
-_CLIENT_STREAM = (
-    "a client-streaming call through connect() can only be awaited: it has no write() "
-    "or done_writing()"
-)
-CONNECT_XFAIL: dict[str, str] = {
-    "client_compressed_unary": _UNARY + "code() (checked after the INVALID_ARGUMENT probe)",
-    "server_compressed_unary": _UNARY + "code()",
-    "client_streaming": _CLIENT_STREAM,
-    "client_compressed_streaming": _CLIENT_STREAM,
-    "server_streaming": _STREAM_CODE,
-    "server_compressed_streaming": _STREAM_CODE,
-    "ping_pong": _STREAM_CODE,
-    "empty_stream": _STREAM_CODE,
-    "custom_metadata": _UNARY + "code(), initial_metadata() or trailing_metadata()",
-    "status_code_and_message": _UNARY + "code() or details()",
-    "special_status_message": _UNARY + "code() or details()",
-    "unimplemented_method": _UNARY + "code()",
-    "unimplemented_service": _UNARY + "code()",
-    "cancel_after_begin": (
-        "a client-streaming call through connect() can only be awaited: it has no cancel(), "
-        "cancelled(), done() or code()"
-    ),
-    "cancel_after_first_response": (
-        _STREAM_CODE + "; and read() after cancel() returns EOF instead of raising "
-        "asyncio.CancelledError"
-    ),
-    "timeout_on_sleeping_server": (
-        "a write() that fails (DEADLINE_EXCEEDED) bypasses the call's bookkeeping: code() "
-        "stays None, not an awaitable StatusCode"
-    ),
-}
 
 SOAK = {
     "soak_iterations": 5,
@@ -84,9 +47,7 @@ def _factory(kind: str, servers: InteropServers) -> Callable[[], Any]:
 def _params() -> list[Any]:
     params = []
     for case, kind in itertools.product(CASES, KINDS):
-        reason = CONNECT_XFAIL.get(case) if kind != "grpc" else None
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(case, kind, marks=marks, id=f"{case}-{kind}"))
+        params.append(pytest.param(case, kind, id=f"{case}-{kind}"))
     return params
 
 
