@@ -147,7 +147,7 @@ class _BalancedCall:
         self._error: BaseException | None = None  # what reads and awaits raise
         self._status_error: grpc.aio.AioRpcError | None = None  # the status behind it
         self._response: Any = _NOTHING
-        self._callbacks: list[Callable[[Any], None]] = []
+        self._callbacks: list[Callable[[Any], None]] | None = None
         self._done_future: asyncio.Future[None] | None = None
 
     def __del__(self) -> None:
@@ -175,6 +175,8 @@ class _BalancedCall:
         """Call ``callback(call)`` when the call finishes (at once if it has)."""
         if self._state == _DONE:
             callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
@@ -241,12 +243,28 @@ class _BalancedCall:
             await asyncio.shield(self._replacing)
         return None if self._state == _DONE else self._att
 
+    def _start(self) -> bool:
+        """Mark the call started; True when its first attempt started at once (the
+        per-call fast path: an endpoint is ready, nothing to wait for)."""
+        self._state = _RUNNING
+        router = self._router
+        router.call_started()
+        sub = router.pick_now(())
+        if sub is None:
+            return False
+        self._attempts = 1
+        self._launch(sub)
+        return True
+
     async def _begin(self, *, drive: bool) -> None:
         """Start the call: first attempt, the request pump, the response driver."""
-        self._state = _RUNNING
-        self._router.call_started()
-        loop = asyncio.get_running_loop()
-        self._replacing = ready = loop.create_future()
+        if not self._start():
+            await self._first_attempt()
+        self._started(drive=drive)
+
+    async def _first_attempt(self) -> None:
+        """The first attempt when no endpoint was ready: wait for one (others wait too)."""
+        self._replacing = ready = asyncio.get_running_loop().create_future()
         try:
             await self._next_attempt()
         except BaseException as exc:
@@ -254,12 +272,14 @@ class _BalancedCall:
         finally:
             self._replacing = None
             ready.set_result(None)
+
+    def _started(self, *, drive: bool) -> None:
         if self._state == _DONE:
             return
         if self._iterator is not None:
-            self._pump = loop.create_task(self._consume(self._iterator))
+            self._pump = asyncio.get_running_loop().create_task(self._consume(self._iterator))
         if drive and self._driver is None:
-            self._driver = loop.create_task(self._drive_quietly())
+            self._driver = asyncio.get_running_loop().create_task(self._drive_quietly())
 
     async def _next_attempt(self) -> None:
         """Pick an endpoint, start an attempt there, replay what was written."""
@@ -271,18 +291,7 @@ class _BalancedCall:
         if self._state == _DONE:  # cancelled while waiting for an endpoint
             router.done(sub, _CANCELLED)
             return
-        callable_ = sub.multicallable(
-            self._kind, self._method, self._serializer, self._deserializer
-        )
-        call = callable_(
-            None if self._stream_request else self._request,
-            timeout=router.attempt_timeout(self._method, self._deadline),
-            metadata=self._metadata,
-            credentials=self._credentials,
-            wait_for_ready=False,
-            compression=self._compression,
-        )
-        self._att = _Attempt(call, sub)
+        call = self._launch(sub)
         if self._buffer:
             for message in self._buffer:
                 try:
@@ -292,6 +301,22 @@ class _BalancedCall:
         if self._half_closed and self._stream_request:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.done_writing()
+
+    def _launch(self, sub: Subchannel) -> Any:
+        """Start an attempt on ``sub`` (its in-flight count already taken)."""
+        callable_ = sub.multicallable(
+            self._kind, self._method, self._serializer, self._deserializer
+        )
+        call = callable_(
+            None if self._stream_request else self._request,
+            timeout=self._router.attempt_timeout(self._method, self._deadline),
+            metadata=self._metadata,
+            credentials=self._credentials,
+            wait_for_ready=False,
+            compression=self._compression,
+        )
+        self._att = _Attempt(call, sub)
+        return call
 
     async def _failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
         """Attempt ``att`` failed with ``error``: return once another attempt is current,
@@ -403,9 +428,10 @@ class _BalancedCall:
             self._pump.cancel()
         if self._done_future is not None and not self._done_future.done():
             self._done_future.set_result(None)
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, None
+            for callback in callbacks:
+                callback(self)
 
     def _finish_failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
         raised: BaseException = error
@@ -561,12 +587,16 @@ class _BalancedCall:
     async def _drive(self) -> Any:
         """Attempts until one answers, or the call fails for good."""
         if self._state == _NEW:
-            await self._begin(drive=False)
+            if not self._start():
+                await self._first_attempt()
+            self._started(drive=False)
         while True:
-            att = await self._current()
-            if att is None:
-                self._raise_if_failed()
-                return self._response
+            att = self._att
+            if self._replacing is not None or att is None or self._state == _DONE:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return self._response
             try:
                 response = await att.call
             except grpc.aio.AioRpcError as exc:
@@ -591,10 +621,12 @@ class _BalancedCall:
             self._raise_if_failed()
             return _EOF
         while True:
-            att = await self._current()
-            if att is None:
-                self._raise_if_failed()
-                return _EOF
+            att = self._att
+            if self._replacing is not None or att is None or self._state == _DONE:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return _EOF
             try:
                 message = await att.call.read()
             except grpc.aio.AioRpcError as exc:
