@@ -46,7 +46,7 @@ def test_a_slow_endpoint_is_judged_by_its_own_usual_silence() -> None:
     slow = Silence()
     t = 0.0
     slow.owing(t)
-    for _ in range(50):  # answers every 0.3 s while owing
+    for _ in range(150):  # answers every 0.3 s while owing
         t += 0.3
         slow.answered(t, in_flight=1)
     assert slow.limit(CONFIG) == pytest.approx(3.0, rel=0.05)
@@ -55,13 +55,17 @@ def test_a_slow_endpoint_is_judged_by_its_own_usual_silence() -> None:
     assert find_stalled(_members(slow, _silence(None, t + 3.5)), t + 3.5, CONFIG) == ["e0"]
 
 
-def test_one_hiccup_does_not_lift_the_limit_much() -> None:
+def test_client_hiccups_do_not_lift_the_limit() -> None:
     s = Silence()
     s.owing(0.0)
-    for i in range(1, 100):
-        s.answered(i * 0.01, in_flight=1)
-    s.answered(0.99 + 0.3, in_flight=1)  # one 0.3 s pause of a loaded client
-    assert s.limit(CONFIG) == CONFIG.min_silence_seconds
+    t = 0.0
+    for _ in range(3):
+        for _ in range(100):
+            t += 0.01
+            s.answered(t, in_flight=1)
+        t += 3.0  # a 3 s stall of a loaded client: every endpoint looked silent
+        s.answered(t, in_flight=1)
+    assert s.limit(CONFIG) < 1.5
 
 
 def test_the_cap_leaves_at_least_half_the_fleet_and_allows_one() -> None:

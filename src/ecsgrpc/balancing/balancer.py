@@ -111,6 +111,7 @@ class Balancer:
                     health_check=self._health_check,
                     health_service=self._health_service,
                 )
+                sub.silence.cap = self._stall.min_silence_seconds
                 sub.start()
             self._subchannels[key] = sub
             if sub.endpoint != endpoint:

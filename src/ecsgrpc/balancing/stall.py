@@ -40,7 +40,9 @@ Why these defaults (docs/architecture.md, "Silent failures"):
 * ``silence_multiple = 10``: an endpoint whose usual silences are long
   (streams with long pauses, slow methods) is judged by its own history, so
   a task that is merely slow is never set aside; 10x its usual is well past
-  a normal tail.
+  a normal tail. The usual silence learns slowly and counts a gap only up to
+  the floor (or what an excused stall taught it), so a loaded client's own
+  event-loop stall, which makes every endpoint look silent, barely moves it.
 * A false stall costs little: the endpoint is set aside only until it answers
   one probe (a few milliseconds when it is alive), and no call is cancelled.
 """
@@ -82,23 +84,26 @@ class StallConfig:
                 raise ConfigError(f"StallConfig.{name} must be > 0, got {value!r}")
 
 
-# The usual silence follows longer gaps quickly (a quarter of the way per
-# answer) and shorter ones slowly, so a slow endpoint is learned within a few
-# answers, while one hiccup of a loaded client (a 0.3 s event-loop stall) does
-# not lift the limit much.
-_RISE = 0.25
+# The usual silence moves 5 % of the way toward a longer gap and 2 % toward a
+# shorter one per answer, and a gap counts at most up to the floor: a loaded
+# client's event-loop stall (every endpoint looks silent for a moment) must
+# not lift the limit, so one 1 s hiccup moves it by at most 0.05 s. Gaps
+# longer than the limit are learned through :meth:`Silence.excuse` instead
+# (the endpoint was set aside, answered its probe at once, so it is slow).
+_RISE = 0.05
 _DECAY = 0.02
 
 
 class Silence:
     """One endpoint's answer bookkeeping. Plain attributes: the call path writes them."""
 
-    __slots__ = ("last_answer", "owed_since", "usual")
+    __slots__ = ("cap", "last_answer", "owed_since", "usual")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: float = 1.0) -> None:
         self.owed_since: float | None = None  # start of the current unanswered demand
         self.last_answer = 0.0
         self.usual = 0.0
+        self.cap = cap  # the longest gap counted (the limit's floor)
 
     def owing(self, now: float) -> None:
         """Calls are in flight: the endpoint owes an answer from now (if not already)."""
@@ -109,7 +114,7 @@ class Silence:
         """The endpoint sent something (a message, a status of its own)."""
         start = self.owed_since
         if start is not None:
-            gap = now - max(start, self.last_answer)
+            gap = min(now - max(start, self.last_answer), self.cap)
             usual = self.usual
             self.usual = usual + (_RISE if gap > usual else _DECAY) * (gap - usual)
         self.last_answer = now
@@ -125,6 +130,7 @@ class Silence:
         endpoint is alive and its calls are merely slow. Learn it (the next limit is
         at least twice this silence) and start counting afresh."""
         self.usual = max(self.usual, 2 * silent / config.silence_multiple)
+        self.cap = max(self.cap, 2 * silent)
         self.reset(now, in_flight)
 
     def reset(self, now: float, in_flight: int) -> None:
