@@ -309,7 +309,9 @@ class _BalancedCall:
         )
         call = callable_(
             None if self._stream_request else self._request,
-            timeout=self._router.attempt_timeout(self._method, self._deadline),
+            timeout=self._router.attempt_timeout(
+                self._method, self._deadline, self._unary_response
+            ),
             metadata=self._metadata,
             credentials=self._credentials,
             wait_for_ready=False,

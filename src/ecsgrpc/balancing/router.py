@@ -171,11 +171,17 @@ class Router:
         self._balancer.answered(sub)
 
     # Deadlines and retries.
-    def attempt_timeout(self, method: str, deadline: float | None) -> float | None:
+    def attempt_timeout(
+        self, method: str, deadline: float | None, single_response: bool = False
+    ) -> float | None:
         """The timeout to give one attempt of ``method``: what is left of the call's
-        deadline (None: no deadline). The seam for per-attempt timeouts."""
-        del method
-        return None if deadline is None else deadline - time.monotonic()
+        deadline (None: no deadline), capped by the policy's ``per_attempt_timeout``
+        for idempotent methods with a single response (gRFC A6)."""
+        left = None if deadline is None else deadline - time.monotonic()
+        cap = self._policy.per_attempt_timeout
+        if cap is None or not single_response or method not in self._idempotent:
+            return left
+        return cap if left is None else min(left, cap)
 
     def retry_pause(
         self, method: str, attempts: int, code: grpc.StatusCode, deadline: float | None
