@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -103,8 +104,13 @@ def _describe(outcomes: list[Outcome], t0: float) -> str:
 @pytest.mark.parametrize("policy", ["least_request", "round_robin"])
 @pytest.mark.parametrize("fault", ["sigstop", "black_hole"])
 async def test_a_silent_agent_costs_only_the_calls_already_on_it(
-    agents: Callable[..., AgentProcess], iptables: None, fault: str, policy: str
+    agents: Callable[..., AgentProcess],
+    iptables: None,
+    fault: str,
+    policy: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ecsgrpc.balancing.balancer")
     procs = [agents(h, args=("--event-delay", "0.005")) for h in HOSTS]
     victim = procs[0]
     registry = CollectorRegistry()
@@ -142,6 +148,9 @@ async def test_a_silent_agent_costs_only_the_calls_already_on_it(
     assert not [o for o in after if o.error], detail
     assert any(o.served_by == victim.instance_id for o in after if o.started <= t_back + 5.0)
     assert _stalls(registry) >= 1
+    # While silent for more than 2 s it got fresh connections (the old one, black-holed,
+    # would only resume at TCP's next backed-off retransmission).
+    assert "still silent: opening a fresh connection" in caplog.text
 
 
 async def test_an_agent_black_holed_from_the_start_fails_no_call_and_delays_none(

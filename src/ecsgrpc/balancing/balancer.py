@@ -224,11 +224,19 @@ class Balancer:
 
     def _check_silence(self, now: float) -> None:
         subs = self._subchannels
-        members = []
+        owed = stalled = False
         for sub in subs.values():
             if sub.in_flight:
                 sub.silence.owing(now)
-            members.append(Member(sub.key, sub.silence, sub.stalled or sub.ejected))
+            owed = owed or sub.silence.owed_since is not None
+            stalled = stalled or sub.stalled
+        if stalled:  # stalled, drained, then listed again: probe it again
+            for sub in subs.values():
+                if sub.stalled and sub.key not in self._probes:
+                    self._start_probe(sub, 0.0)
+        if not owed:  # nobody owes an answer: nothing can be silent (the idle case)
+            return
+        members = [Member(s.key, s.silence, s.stalled or s.ejected) for s in subs.values()]
         for key in find_stalled(members, now, self._stall):
             sub = subs[key]
             if sub.connectivity is not Connectivity.READY or sub.draining:
@@ -244,9 +252,6 @@ class Balancer:
             self._metrics.stalls.labels(self.target).inc()
             sub.set_stalled(True)
             self._start_probe(sub, silent)
-        for sub in subs.values():  # stalled, drained, then listed again: probe it again
-            if sub.stalled and sub.key not in self._probes:
-                self._start_probe(sub, 0.0)
 
     def _start_probe(self, sub: Subchannel, silent: float) -> None:
         key = sub.key

@@ -130,6 +130,9 @@ async def _one_case(
             metrics = failure_metrics(its_calls)
             metrics["errors"] = error_kinds(its_calls)
             metrics["last_to_agent_s"] = 0.0 if metrics["failed"] == 0 else "never"
+            # The agent never answered and never recovered: these do not apply.
+            for column in ("failed_late", "back_after_s", "failed_after_recovery"):
+                metrics[column] = "n/a"
         else:
             metrics = _metrics(its_calls, victim.instance_id, t_fault, t_back)
             result.series[f"{case}/{name}"] = timeline(its_calls, t_fault)
