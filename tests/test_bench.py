@@ -38,7 +38,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(210)
 def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path: Path) -> None:
     out, plots = tmp_path / "bench.json", tmp_path / "plots"
     proc = subprocess.run(
@@ -57,7 +57,7 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         ],
         capture_output=True,
         text=True,
-        timeout=160,
+        timeout=200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "### Targets:" in proc.stdout
