@@ -384,9 +384,8 @@ class _BalancedCall:
             await self._failed(att, await _status_error(att.call))
 
     def _commit(self) -> None:
-        if not self._committed:
-            self._committed = True
-            self._buffer = None
+        self._committed = True
+        self._buffer = None
 
     def _remember(self, message: Any) -> None:
         """Keep a written request for replay, or commit when it does not fit."""
@@ -648,8 +647,30 @@ class _BalancedCall:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Any]:
+        # read() inlined for the common case (one attempt, no retry in progress):
+        # one coroutine less per message.
         while True:
-            message = await self.read()
+            att = self._att
+            if self._replacing is not None or att is None or self._state != _RUNNING:
+                message = await self.read()
+            else:
+                try:
+                    message = await att.call.read()
+                except grpc.aio.AioRpcError as exc:
+                    await self._failed(att, exc)
+                    continue
+                except asyncio.CancelledError:
+                    self._cancel(_LOCAL_CANCEL)
+                    raise
+                if message is _EOF:
+                    if att is self._att:
+                        self._finish(_OK, final=att.call)
+                    self._raise_if_failed()
+                    return
+                self._commit()
+                self._received += 1
+                yield message
+                continue
             if message is _EOF:
                 return
             yield message
