@@ -141,6 +141,7 @@ class _BalancedCall:
         self._replacing: asyncio.Future[None] | None = None
         self._driver: Any = None  # unary responses: the task (or marker) awaiting attempts
         self._pump: asyncio.Task[None] | None = None
+        self._picking: asyncio.Task[Subchannel] | None = None
         self._cancelled = False
         self._code: grpc.StatusCode | None = None
         self._final: Any = None  # the attempt's grpc call that ended the call (status source)
@@ -240,7 +241,11 @@ class _BalancedCall:
         if self._state == _NEW:
             await self._begin(drive=self._unary_response)
         while self._replacing is not None:
-            await asyncio.shield(self._replacing)
+            try:
+                await asyncio.shield(self._replacing)
+            except asyncio.CancelledError:  # the caller gave up: so does the call
+                self._cancel(_LOCAL_CANCEL)
+                raise
         return None if self._state == _DONE else self._att
 
     def _start(self) -> bool:
@@ -287,7 +292,23 @@ class _BalancedCall:
         router = self._router
         sub = router.pick_now(self._tried)
         if sub is None:
-            sub = await router.pick(self._tried, self._deadline, self._wait_for_ready)
+            # A task of its own, so that cancel() stops the wait at once.
+            self._picking = picking = asyncio.get_running_loop().create_task(
+                router.pick(self._tried, self._deadline, self._wait_for_ready)
+            )
+            try:
+                sub = await picking
+            except asyncio.CancelledError:
+                if picking.done() and not picking.cancelled() and picking.exception() is None:
+                    router.done(picking.result(), _CANCELLED)  # picked just before: give back
+                else:
+                    picking.cancel()
+                task = asyncio.current_task()
+                if self._state == _DONE and not (task is not None and task.cancelling()):
+                    return  # cancel() stopped the wait
+                raise
+            finally:
+                self._picking = None
         if self._state == _DONE:  # cancelled while waiting for an endpoint
             router.done(sub, _CANCELLED)
             return
@@ -322,7 +343,11 @@ class _BalancedCall:
         """Attempt ``att`` failed with ``error``: return once another attempt is current,
         or raise the call's error when it is not retried."""
         if att.outcome is not None:  # another task handles (or handled) it
-            await asyncio.shield(att.outcome)
+            try:
+                await asyncio.shield(att.outcome)
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
         elif self._state != _DONE and att is self._att:
             att.outcome = asyncio.get_running_loop().create_future()
             try:
@@ -466,6 +491,8 @@ class _BalancedCall:
         driver = self._driver
         if isinstance(driver, asyncio.Task) and not driver.done():
             driver.cancel()
+        if self._picking is not None:
+            self._picking.cancel()
         return True
 
     def _raise_if_failed(self) -> None:
@@ -516,7 +543,9 @@ class _BalancedCall:
             raise asyncio.InvalidStateError(_FINISHED)
         if self._half_closed:
             raise asyncio.InvalidStateError(_HALF_CLOSED)
-        att = await self._current()
+        att = self._att
+        if self._replacing is not None or att is None or self._state != _RUNNING:
+            att = await self._current()
         self._remember(request)
         while att is not None:
             try:
