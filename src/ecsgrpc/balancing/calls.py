@@ -444,7 +444,7 @@ class _BalancedCall:
         if att is not None and not att.reported:
             att.reported = True
             self._router.done(att.sub, code)
-            if not att.call.done():
+            if code is not _OK and not att.call.done():
                 att.call.cancel()
         self._buffer = None
         self._router.call_finished(self._method, code, time.monotonic() - self._created)
@@ -617,7 +617,8 @@ class _BalancedCall:
         if self._state == _NEW:
             if not self._start():
                 await self._first_attempt()
-            self._started(drive=False)
+            if self._iterator is not None:
+                self._started(drive=False)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state == _DONE:
