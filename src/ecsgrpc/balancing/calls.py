@@ -677,33 +677,32 @@ class _BalancedCall:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Any]:
-        # read() inlined for the common case (one attempt, no retry in progress):
-        # one coroutine less per message.
+        # The common case (one attempt, no retry in progress) iterates the
+        # attempt's own grpc.aio iterator: per message, one generator step of
+        # ours on top of grpc's. Like grpc.aio, do not mix it with read().
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state != _RUNNING:
-                message = await self.read()
-            else:
-                try:
-                    message = await att.call.read()
-                except grpc.aio.AioRpcError as exc:
-                    await self._failed(att, exc)
-                    continue
-                except asyncio.CancelledError:
-                    self._cancel(_LOCAL_CANCEL)
-                    raise
-                if message is _EOF:
-                    if att is self._att:
-                        self._finish(_OK, final=att.call)
+                att = await self._current()
+                if att is None:
                     self._raise_if_failed()
                     return
-                self._commit()
-                self._received += 1
-                yield message
+            try:
+                async for message in att.call:
+                    if not self._committed:
+                        self._commit()
+                    self._received += 1
+                    yield message
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(att, exc)
                 continue
-            if message is _EOF:
-                return
-            yield message
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            if att is self._att:
+                self._finish(_OK, final=att.call)
+            self._raise_if_failed()
+            return
 
 
 _INLINE = object()  # the driver marker: __await__ drives the attempts in the caller's task
