@@ -103,6 +103,30 @@ class _BalancedCall:
     _unary_response = False
     _stream_request = False
 
+    # Per-call state. The defaults live on the class, so a call pays only for
+    # what it changes (most calls: one attempt, no retry, no callback).
+    _state = _NEW
+    _att: _Attempt | None = None
+    _attempts = 0
+    _tried: tuple[str, ...] = ()
+    _committed = False
+    _received = 0
+    _buffer: list[Any] | None = None  # the replay buffer (request streaming only)
+    _buffered = 0
+    _half_closed = False
+    _replacing: asyncio.Future[None] | None = None  # set while an attempt is being replaced
+    _driver: Any = None  # unary responses: the task (or marker) awaiting attempts
+    _pump: asyncio.Task[None] | None = None  # consumes the caller's request iterator
+    _picking: asyncio.Task[Subchannel] | None = None  # waiting for an endpoint
+    _cancelled = False
+    _code: grpc.StatusCode | None = None
+    _final: Any = None  # the attempt's grpc call that ended the call (status source)
+    _error: BaseException | None = None  # what reads and awaits raise
+    _status_error: grpc.aio.AioRpcError | None = None  # the status behind it
+    _response: Any = _NOTHING
+    _callbacks: list[Callable[[Any], None]] | None = None
+    _done_future: asyncio.Future[None] | None = None
+
     def __init__(
         self,
         router: Router,
@@ -129,27 +153,8 @@ class _BalancedCall:
         self._credentials = credentials
         self._wait_for_ready = wait_for_ready
         self._compression = compression
-        self._state = _NEW
-        self._att: _Attempt | None = None
-        self._attempts = 0
-        self._tried: tuple[str, ...] = ()
-        self._committed = False
-        self._received = 0
-        self._buffer: list[Any] | None = [] if self._stream_request else None
-        self._buffered = 0
-        self._half_closed = False
-        self._replacing: asyncio.Future[None] | None = None
-        self._driver: Any = None  # unary responses: the task (or marker) awaiting attempts
-        self._pump: asyncio.Task[None] | None = None
-        self._picking: asyncio.Task[Subchannel] | None = None
-        self._cancelled = False
-        self._code: grpc.StatusCode | None = None
-        self._final: Any = None  # the attempt's grpc call that ended the call (status source)
-        self._error: BaseException | None = None  # what reads and awaits raise
-        self._status_error: grpc.aio.AioRpcError | None = None  # the status behind it
-        self._response: Any = _NOTHING
-        self._callbacks: list[Callable[[Any], None]] | None = None
-        self._done_future: asyncio.Future[None] | None = None
+        if self._stream_request:
+            self._buffer = []
 
     def __del__(self) -> None:
         # A call dropped without being finished (a caller that stopped iterating)
