@@ -288,3 +288,21 @@ async def test_budget_and_attempts_bound_retries_of_uncommitted_calls() -> None:
             await call
         assert err.value.code() is grpc.StatusCode.UNAVAILABLE
         assert executions(state, "Unary") == 2
+
+
+async def test_cancel_stops_a_call_waiting_for_an_endpoint_at_once() -> None:
+    registry = CollectorRegistry()
+    # Nothing listens on port 1: the endpoint never becomes ready.
+    async with connect("static:///127.0.11.9:1", registry=registry, connect_timeout=20) as channel:
+        for kind, method in (("unary_unary", svc.UNARY), ("unary_stream", svc.SERVER_STREAM)):
+            call = getattr(channel, kind)(method)(b"ok")
+            waiter = asyncio.ensure_future(call if kind == "unary_unary" else call.read())
+            await asyncio.sleep(0.3)
+            assert not waiter.done()
+            started = time.monotonic()
+            assert call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiter, 5)
+            assert time.monotonic() - started < 2
+            assert await call.code() is grpc.StatusCode.CANCELLED
+        await assert_no_call_in_flight(channel, registry)

@@ -103,6 +103,30 @@ class _BalancedCall:
     _unary_response = False
     _stream_request = False
 
+    # Per-call state. The defaults live on the class, so a call pays only for
+    # what it changes (most calls: one attempt, no retry, no callback).
+    _state = _NEW
+    _att: _Attempt | None = None
+    _attempts = 0
+    _tried: tuple[str, ...] = ()
+    _committed = False
+    _received = 0
+    _buffer: list[Any] | None = None  # the replay buffer (request streaming only)
+    _buffered = 0
+    _half_closed = False
+    _replacing: asyncio.Future[None] | None = None  # set while an attempt is being replaced
+    _driver: Any = None  # unary responses: the task (or marker) awaiting attempts
+    _pump: asyncio.Task[None] | None = None  # consumes the caller's request iterator
+    _picking: asyncio.Task[Subchannel] | None = None  # waiting for an endpoint
+    _cancelled = False
+    _code: grpc.StatusCode | None = None
+    _final: Any = None  # the attempt's grpc call that ended the call (status source)
+    _error: BaseException | None = None  # what reads and awaits raise
+    _status_error: grpc.aio.AioRpcError | None = None  # the status behind it
+    _response: Any = _NOTHING
+    _callbacks: list[Callable[[Any], None]] | None = None
+    _done_future: asyncio.Future[None] | None = None
+
     def __init__(
         self,
         router: Router,
@@ -129,26 +153,8 @@ class _BalancedCall:
         self._credentials = credentials
         self._wait_for_ready = wait_for_ready
         self._compression = compression
-        self._state = _NEW
-        self._att: _Attempt | None = None
-        self._attempts = 0
-        self._tried: tuple[str, ...] = ()
-        self._committed = False
-        self._received = 0
-        self._buffer: list[Any] | None = [] if self._stream_request else None
-        self._buffered = 0
-        self._half_closed = False
-        self._replacing: asyncio.Future[None] | None = None
-        self._driver: Any = None  # unary responses: the task (or marker) awaiting attempts
-        self._pump: asyncio.Task[None] | None = None
-        self._cancelled = False
-        self._code: grpc.StatusCode | None = None
-        self._final: Any = None  # the attempt's grpc call that ended the call (status source)
-        self._error: BaseException | None = None  # what reads and awaits raise
-        self._status_error: grpc.aio.AioRpcError | None = None  # the status behind it
-        self._response: Any = _NOTHING
-        self._callbacks: list[Callable[[Any], None]] | None = None
-        self._done_future: asyncio.Future[None] | None = None
+        if self._stream_request:
+            self._buffer = []
 
     def __del__(self) -> None:
         # A call dropped without being finished (a caller that stopped iterating)
@@ -240,7 +246,11 @@ class _BalancedCall:
         if self._state == _NEW:
             await self._begin(drive=self._unary_response)
         while self._replacing is not None:
-            await asyncio.shield(self._replacing)
+            try:
+                await asyncio.shield(self._replacing)
+            except asyncio.CancelledError:  # the caller gave up: so does the call
+                self._cancel(_LOCAL_CANCEL)
+                raise
         return None if self._state == _DONE else self._att
 
     def _start(self) -> bool:
@@ -287,7 +297,23 @@ class _BalancedCall:
         router = self._router
         sub = router.pick_now(self._tried)
         if sub is None:
-            sub = await router.pick(self._tried, self._deadline, self._wait_for_ready)
+            # A task of its own, so that cancel() stops the wait at once.
+            self._picking = picking = asyncio.get_running_loop().create_task(
+                router.pick(self._tried, self._deadline, self._wait_for_ready)
+            )
+            try:
+                sub = await picking
+            except asyncio.CancelledError:
+                if picking.done() and not picking.cancelled() and picking.exception() is None:
+                    router.done(picking.result(), _CANCELLED)  # picked just before: give back
+                else:
+                    picking.cancel()
+                task = asyncio.current_task()
+                if self._state == _DONE and not (task is not None and task.cancelling()):
+                    return  # cancel() stopped the wait
+                raise
+            finally:
+                self._picking = None
         if self._state == _DONE:  # cancelled while waiting for an endpoint
             router.done(sub, _CANCELLED)
             return
@@ -324,7 +350,11 @@ class _BalancedCall:
         """Attempt ``att`` failed with ``error``: return once another attempt is current,
         or raise the call's error when it is not retried."""
         if att.outcome is not None:  # another task handles (or handled) it
-            await asyncio.shield(att.outcome)
+            try:
+                await asyncio.shield(att.outcome)
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
         elif self._state != _DONE and att is self._att:
             att.outcome = asyncio.get_running_loop().create_future()
             try:
@@ -386,9 +416,8 @@ class _BalancedCall:
             await self._failed(att, await _status_error(att.call))
 
     def _commit(self) -> None:
-        if not self._committed:
-            self._committed = True
-            self._buffer = None
+        self._committed = True
+        self._buffer = None
 
     def _remember(self, message: Any) -> None:
         """Keep a written request for replay, or commit when it does not fit."""
@@ -422,7 +451,7 @@ class _BalancedCall:
         if att is not None and not att.reported:
             att.reported = True
             self._router.done(att.sub, code)
-            if not att.call.done():
+            if code is not _OK and not att.call.done():
                 att.call.cancel()
         self._buffer = None
         self._router.call_finished(self._method, code, time.monotonic() - self._created)
@@ -469,6 +498,8 @@ class _BalancedCall:
         driver = self._driver
         if isinstance(driver, asyncio.Task) and not driver.done():
             driver.cancel()
+        if self._picking is not None:
+            self._picking.cancel()
         return True
 
     def _raise_if_failed(self) -> None:
@@ -519,7 +550,9 @@ class _BalancedCall:
             raise asyncio.InvalidStateError(_FINISHED)
         if self._half_closed:
             raise asyncio.InvalidStateError(_HALF_CLOSED)
-        att = await self._current()
+        att = self._att
+        if self._replacing is not None or att is None or self._state != _RUNNING:
+            att = await self._current()
         self._remember(request)
         while att is not None:
             try:
@@ -591,7 +624,8 @@ class _BalancedCall:
         if self._state == _NEW:
             if not self._start():
                 await self._first_attempt()
-            self._started(drive=False)
+            if self._iterator is not None:
+                self._started(drive=False)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state == _DONE:
@@ -651,11 +685,33 @@ class _BalancedCall:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Any]:
+        # The common case (one attempt, no retry in progress) iterates the
+        # attempt's own grpc.aio iterator: per message, one generator step of
+        # ours on top of grpc's. Like grpc.aio, do not mix it with read().
         while True:
-            message = await self.read()
-            if message is _EOF:
-                return
-            yield message
+            att = self._att
+            if self._replacing is not None or att is None or self._state != _RUNNING:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return
+            try:
+                async for message in att.call:
+                    if not self._committed:
+                        self._commit()
+                    self._received += 1
+                    self._router.answered(att.sub)  # progress, for silence detection
+                    yield message
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(att, exc)
+                continue
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            if att is self._att:
+                self._finish(_OK, final=att.call)
+            self._raise_if_failed()
+            return
 
 
 _INLINE = object()  # the driver marker: __await__ drives the attempts in the caller's task

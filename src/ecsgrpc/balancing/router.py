@@ -82,6 +82,8 @@ class Router:
         "_metrics",
         "_policy",
         "_start",
+        "answered",
+        "done",
         "in_flight",
         "target",
     )
@@ -107,8 +109,14 @@ class Router:
         self._connect_timeout = connect_timeout
         self._start = start
         self._describe = describe
-        self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._durations: dict[tuple[str, int], Any] = {}
         self.in_flight = 0
+        # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
+        # per attempt. The balancer's own method (one call less per attempt).
+        self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
+        # answered(sub): a response message of an attempt on ``sub`` arrived
+        # (progress, for silence detection).
+        self.answered: Callable[[Subchannel], None] = balancer.answered
         _register_in_flight(self, metrics, target)
 
     # Picking and waiting.
@@ -162,14 +170,6 @@ class Router:
             if balancer.picker is not before:
                 return
 
-    def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
-        """An attempt on ``sub`` ended with ``code`` (exactly once per attempt)."""
-        self._balancer.done(sub, code)
-
-    def answered(self, sub: Subchannel) -> None:
-        """A response message of an attempt on ``sub`` arrived (silence detection)."""
-        self._balancer.answered(sub)
-
     # Deadlines and retries.
     def attempt_timeout(
         self, method: str, deadline: float | None, single_response: bool = False
@@ -213,10 +213,11 @@ class Router:
 
     def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.in_flight -= 1
-        child = self._durations.get((method, code))
+        key = (method, id(code))  # an Enum hashes in Python; id() does not
+        child = self._durations.get(key)
         if child is None:
             child = self._metrics.duration.labels(method, code.name)
-            self._durations[(method, code)] = child
+            self._durations[key] = child
         child.observe(seconds)
         if code is not _OK:
             self._metrics.failures.labels(method, code.name.lower()).inc()
