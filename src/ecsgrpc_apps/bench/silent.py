@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from ecsgrpc_apps.bench.contenders import NATIVE_KEEPALIVE, Fleet
 from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, running, timeline
@@ -56,8 +56,9 @@ COLUMNS = (
 NETWORK = "127.0.12"  # the only addresses a black hole may cover
 
 
-@contextlib.contextmanager
-def _fault(kind: str, agent: AgentProcess) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def _fault(kind: str, agent: AgentProcess) -> AsyncIterator[None]:
+    """Freeze or black-hole ``agent`` inside the block (iptables runs off the loop)."""
     if kind == "freeze":
         agent.signal(signal.SIGSTOP)
         try:
@@ -65,8 +66,12 @@ def _fault(kind: str, agent: AgentProcess) -> Iterator[None]:
         finally:
             agent.signal(signal.SIGCONT)
     else:
-        with BlackHole(agent.host, agent.port):
+        hole = BlackHole(agent.host, agent.port)
+        try:
+            await asyncio.to_thread(hole.open)
             yield
+        finally:
+            await asyncio.to_thread(hole.close)
 
 
 def _metrics(calls: list[Call], victim: str, t_fault: float, t_back: float) -> dict[str, Metric]:
@@ -97,7 +102,7 @@ async def _one_case(
         if case == "unreachable":
             victim = fleet.agents[-1]
             hole = BlackHole(victim.host, victim.port)
-            hole.open()
+            await asyncio.to_thread(hole.open)
             spec = Fleet(spec.addresses, dns=spec.dns, size=2)
         else:
             victim = fleet.agents[0]  # the one pinned clients (raw, seed) use
@@ -117,14 +122,14 @@ async def _one_case(
                 t_back = time.monotonic()
             else:
                 ctx.progress(f"{NAME}: {case} of {victim.address} for {fault_for:g}s")
-                with _fault(case, victim):
+                async with _fault(case, victim):
                     await asyncio.sleep(fault_for)
                 t_back = time.monotonic()
                 await asyncio.sleep(tail)
             calls = await loads.stop()
     finally:
         if hole is not None:
-            hole.close()
+            await asyncio.to_thread(hole.close)
     for name, its_calls in calls.items():
         if case == "unreachable":
             metrics = failure_metrics(its_calls)
@@ -195,12 +200,12 @@ async def run(ctx: Context) -> ScenarioResult:
             "streams_share": KINDS.count("stream") / len(KINDS),
         },
     )
-    missing = iptables_missing()
+    missing = await asyncio.to_thread(iptables_missing)
     cases = ["freeze"] if missing else ["freeze", "black_hole", "unreachable"]
     if missing:
         result.notes.append(f"black_hole and unreachable skipped: {missing}")
     else:
-        remove_leftover_rules()
+        await asyncio.to_thread(remove_leftover_rules)
     # One fleet for every case: the victim serves normally again once its fault
     # ends; each case opens every contender afresh (new connections).
     fleet = AgentFleet(3, network=NETWORK, args=[("--event-delay", str(EVENT_DELAY))] * 3)

@@ -20,6 +20,10 @@ from typing import Self
 __all__ = ["COMMENT", "BlackHole", "iptables_missing", "remove_leftover_rules"]
 
 COMMENT = "ecsgrpc-test"
+# Wait at most this long for the xtables lock (another iptables user) and for
+# iptables itself: a rule must never hang the caller.
+_LOCK_WAIT = "5"
+_RUN_TIMEOUT = 15.0
 
 
 def iptables_missing() -> str | None:
@@ -27,7 +31,11 @@ def iptables_missing() -> str | None:
     if shutil.which("iptables") is None:
         return "iptables is not installed (apt-get install iptables)"
     probe = subprocess.run(
-        ["iptables", "-w", "-S", "OUTPUT"], capture_output=True, text=True, check=False
+        ["iptables", "-w", _LOCK_WAIT, "-S", "OUTPUT"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=_RUN_TIMEOUT,
     )
     if probe.returncode != 0:
         return f"iptables cannot be used here: {probe.stderr.strip() or probe.returncode}"
@@ -45,13 +53,21 @@ def _rules(host: str, port: int) -> list[list[str]]:
 def remove_leftover_rules() -> int:
     """Delete every rule tagged ``ecsgrpc-test`` (left by a killed run); how many."""
     listing = subprocess.run(
-        ["iptables", "-w", "-S", "OUTPUT"], capture_output=True, text=True, check=False
+        ["iptables", "-w", _LOCK_WAIT, "-S", "OUTPUT"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=_RUN_TIMEOUT,
     )
     removed = 0
     for line in listing.stdout.splitlines():
         parts = line.split()
         if parts[:1] == ["-A"] and f"--comment {COMMENT}" in line:
-            subprocess.run(["iptables", "-w", "-D", *parts[1:]], check=False)
+            subprocess.run(
+                ["iptables", "-w", _LOCK_WAIT, "-D", *parts[1:]],
+                check=False,
+                timeout=_RUN_TIMEOUT,
+            )
             removed += 1
     return removed
 
@@ -77,14 +93,24 @@ class BlackHole:
         if self._added:
             return
         for rule in _rules(self.host, self.port):
-            subprocess.run(["iptables", "-w", "-I", *rule], check=True, capture_output=True)
+            subprocess.run(
+                ["iptables", "-w", _LOCK_WAIT, "-I", *rule],
+                check=True,
+                capture_output=True,
+                timeout=_RUN_TIMEOUT,
+            )
             self._added.append(rule)
 
     def close(self) -> None:
         """Stop dropping (idempotent; every rule added is removed)."""
         while self._added:
             rule = self._added.pop()
-            subprocess.run(["iptables", "-w", "-D", *rule], check=False, capture_output=True)
+            subprocess.run(
+                ["iptables", "-w", _LOCK_WAIT, "-D", *rule],
+                check=False,
+                capture_output=True,
+                timeout=_RUN_TIMEOUT,
+            )
 
     def __enter__(self) -> Self:
         try:
