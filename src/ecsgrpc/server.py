@@ -35,6 +35,8 @@ from ecsgrpc.errors import ConfigError
 from ecsgrpc.metrics import server_metrics
 from ecsgrpc.security.server import ServerSecurity, server_security
 from ecsgrpc.server_interceptor import InFlightInterceptor
+from ecsgrpc.telemetry import Telemetry
+from ecsgrpc.telemetry import resolve as resolve_telemetry
 
 __all__ = ["Server", "ServerState", "ServiceSpec", "serve"]
 
@@ -147,6 +149,11 @@ class Server:
     bearer token, the per-call deadline cap. The constructor reads those files
     and raises ConfigError naming the variable and file when one is bad.
     ``interceptors`` run after the built-in ones (metrics, token, deadline cap).
+
+    ``telemetry``: OpenTelemetry SERVER spans parented by the caller's
+    ``traceparent`` and gRFC A66 server metrics (:mod:`ecsgrpc.telemetry`);
+    None: on when opentelemetry-api is installed; False: off. Health and
+    reflection calls are not traced.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class Server:
         settings: ServerSettings | None = None,
         registry: CollectorRegistry | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        telemetry: Telemetry | bool | None = None,
     ) -> None:
         self._settings = settings or load(ServerSettings)
         self._services = tuple(services)
@@ -163,8 +171,15 @@ class Server:
         self._tracker = InFlightInterceptor(self._metrics, ignore_prefixes=_INFRA_PREFIXES)
         self._health = HealthServicer()
         self.security: ServerSecurity = server_security(self._settings)
+        chosen = resolve_telemetry(telemetry)
+        self._tracing: Any = None
+        if chosen is not None:
+            from ecsgrpc.telemetry.server import TracingInterceptor  # opentelemetry-api
+
+            self._tracing = TracingInterceptor(chosen, ignore_prefixes=_INFRA_PREFIXES)
+        first = [] if self._tracing is None else [self._tracing]
         self._server = grpc.aio.server(
-            interceptors=[self._tracker, *self.security.interceptors(), *interceptors],
+            interceptors=[*first, self._tracker, *self.security.interceptors(), *interceptors],
             options=server_options(self._settings),
         )
         self._state = ServerState.CREATED
@@ -224,6 +239,8 @@ class Server:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {bind}:{self._settings.port}: {exc}") from None
         await self._server.start()
+        if self._tracing is not None:
+            self._tracing.set_local_address(self.address)
         for name in ["", *names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._move(ServerState.SERVING)
@@ -352,6 +369,7 @@ async def serve(
     registry: CollectorRegistry | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     on_started: Callable[[Server], None] | None = None,
+    telemetry: Telemetry | bool | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, drain, and return the process exit code.
 
@@ -363,7 +381,13 @@ async def serve(
     end. They go to the ``ecsgrpc.server`` logger at INFO when the application
     configured logging, else straight to stderr (no setup needed to see them).
     """
-    server = Server(services, settings=settings, registry=registry, interceptors=interceptors)
+    server = Server(
+        services,
+        settings=settings,
+        registry=registry,
+        interceptors=interceptors,
+        telemetry=telemetry,
+    )
     server.announce.enabled = True
     await server.start()
     server.install_signal_handlers()

@@ -119,6 +119,8 @@ class _BalancedCall:
     ) -> None:
         self._router = router
         self._method = method
+        # OpenTelemetry (ecsgrpc.telemetry): a span per call, an event per attempt.
+        self._trace = None if router.telemetry is None else router.telemetry.call(method)
         self._serializer = serializer
         self._deserializer = deserializer
         self._request = request
@@ -245,6 +247,8 @@ class _BalancedCall:
         """Start the call: first attempt, the request pump, the response driver."""
         self._state = _RUNNING
         self._router.call_started()
+        if self._trace is not None:
+            self._trace.start()
         loop = asyncio.get_running_loop()
         self._replacing = ready = loop.create_future()
         try:
@@ -271,11 +275,16 @@ class _BalancedCall:
         if self._state == _DONE:  # cancelled while waiting for an endpoint
             router.done(sub, _CANCELLED)
             return
-        callable_ = sub.multicallable(self._kind, self._method, self._serializer, self._deserializer)
+        callable_ = sub.multicallable(
+            self._kind, self._method, self._serializer, self._deserializer
+        )
+        metadata = self._metadata
+        if self._trace is not None:
+            metadata = self._trace.attempt(sub.key, sub.zone, metadata)
         call = callable_(
             None if self._stream_request else self._request,
             timeout=router.attempt_timeout(self._method, self._deadline),
-            metadata=self._metadata,
+            metadata=metadata,
             credentials=self._credentials,
             wait_for_ready=False,
             compression=self._compression,
@@ -311,6 +320,8 @@ class _BalancedCall:
         router = self._router
         att.reported = True
         router.done(att.sub, code)
+        if self._trace is not None:
+            self._trace.attempt_ended(code)
         if error.initial_metadata():  # the server's headers came: the caller may see them
             self._committed = True
         pause = None
@@ -319,6 +330,8 @@ class _BalancedCall:
         if pause is None:
             self._finish_failed(att, error)
             return
+        if self._trace is not None:
+            self._trace.retrying(code)
         self._replacing = replaced = asyncio.get_running_loop().create_future()
         try:
             if pause > 0:
@@ -397,6 +410,8 @@ class _BalancedCall:
                 att.call.cancel()
         self._buffer = None
         self._router.call_finished(self._method, code, time.monotonic() - self._created)
+        if self._trace is not None:
+            self._trace.finished(code, None if status is None else status.details())
         if self._pump is not None and code is not _OK:
             self._pump.cancel()
         if self._done_future is not None and not self._done_future.done():
