@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.colors import to_hex
 
-from ecsgrpc_apps.bench.plots import (  # noqa: E402
+from ecsgrpc_apps.bench.plots import (
     FAILED_COLOUR,
     build_figures,
     contender_colours,
