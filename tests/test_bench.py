@@ -23,7 +23,11 @@ from ecsgrpc_apps.local.dnsmasq import dnsmasq_available
 # Metrics that may hold a word instead of a number, and which words.
 _WORDS = {"seconds_to_reroute": {"never"}, "seconds_to_first_call": {"never"}}
 _TEXT = {"errors"}  # a summary like "UNAVAILABLE x3"
-_POLICY_ONLY = {"client_scale"}  # only ecsgrpc has a picker to measure
+# Scenarios that run a subset of the contenders.
+_SUBSETS = {
+    "client_scale": {"ecsgrpc_round_robin", "ecsgrpc_least_request"},  # only ecsgrpc picks
+    "client_bound": {"native_round_robin", "ecsgrpc_round_robin", "ecsgrpc_least_request"},
+}
 
 
 def _is_number(value: object) -> bool:
@@ -60,8 +64,8 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         rows = scenario["rows"]
         assert rows, name
         seen = {r["contender"] for r in rows}
-        if name in _POLICY_ONLY:
-            assert seen == {"ecsgrpc_round_robin", "ecsgrpc_least_request"}, name
+        if name in _SUBSETS:
+            assert seen == _SUBSETS[name], name
         else:
             assert seen == expected, (name, seen)
         for row in rows:
@@ -108,3 +112,24 @@ def test_cli_rejects_a_bad_scenario_without_a_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(30)
+def test_cli_rejects_a_bad_server_count_without_a_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecsgrpc", "bench", "--only", "client_bound", "--servers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert proc.returncode == 2
+    assert "--servers" in proc.stderr and "0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_client_bound_gives_the_client_a_core_and_the_servers_the_others() -> None:
+    from ecsgrpc_apps.bench.client_bound import placement
+
+    assert placement(8, list(range(16))) == ({0}, [{1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}])
+    assert placement(3, [0, 1]) == ({0}, [{1}, {1}, {1}])
+    assert placement(2, [5]) == (None, [None, None])

@@ -286,9 +286,7 @@ class _InterceptedUnaryStream(grpc_interceptor.InterceptedUnaryStreamCall):  # t
     async def _run_interceptor(self, interceptors: Any, *args: Any) -> Any:
         if interceptors:
             return await super()._run_interceptor(interceptors, *args)
-        self._last_returned_call_from_interceptors = _innermost(
-            BalancedUnaryStreamCall, self, args
-        )
+        self._last_returned_call_from_interceptors = _innermost(BalancedUnaryStreamCall, self, args)
         return self._last_returned_call_from_interceptors
 
 

@@ -83,7 +83,7 @@ def _size(message: Any) -> int | None:
     if isinstance(message, bytes | bytearray | memoryview):
         return len(message)
     byte_size = getattr(message, "ByteSize", None)
-    return byte_size() if byte_size is not None else None  # type: ignore[no-any-return]
+    return byte_size() if byte_size is not None else None
 
 
 async def _status_error(call: Any) -> grpc.aio.AioRpcError:
@@ -143,13 +143,14 @@ class _BalancedCall:
         self._replacing: asyncio.Future[None] | None = None
         self._driver: Any = None  # unary responses: the task (or marker) awaiting attempts
         self._pump: asyncio.Task[None] | None = None
+        self._picking: asyncio.Task[Subchannel] | None = None
         self._cancelled = False
         self._code: grpc.StatusCode | None = None
         self._final: Any = None  # the attempt's grpc call that ended the call (status source)
         self._error: BaseException | None = None  # what reads and awaits raise
         self._status_error: grpc.aio.AioRpcError | None = None  # the status behind it
         self._response: Any = _NOTHING
-        self._callbacks: list[Callable[[Any], None]] = []
+        self._callbacks: list[Callable[[Any], None]] | None = None
         self._done_future: asyncio.Future[None] | None = None
 
     def __del__(self) -> None:
@@ -177,6 +178,8 @@ class _BalancedCall:
         """Call ``callback(call)`` when the call finishes (at once if it has)."""
         if self._state == _DONE:
             callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
@@ -192,7 +195,7 @@ class _BalancedCall:
                 continue
             if metadata or not att.call.done() or await att.call.code() is _OK:
                 self._commit()
-                return metadata  # type: ignore[no-any-return]
+                return metadata
             # A trailers-only failure: nothing was sent before the status.
             await self._settle(att)
         return await self._final_initial_metadata()
@@ -200,9 +203,9 @@ class _BalancedCall:
     async def trailing_metadata(self) -> Metadata:
         await self._wait_done()
         if self._status_error is not None:
-            return self._status_error.trailing_metadata()  # type: ignore[no-any-return]
+            return self._status_error.trailing_metadata()
         if self._final is not None:
-            return await self._final.trailing_metadata()  # type: ignore[no-any-return]
+            return await self._final.trailing_metadata()
         return Metadata()
 
     async def code(self) -> grpc.StatusCode:
@@ -240,17 +243,37 @@ class _BalancedCall:
         if self._state == _NEW:
             await self._begin(drive=self._unary_response)
         while self._replacing is not None:
-            await asyncio.shield(self._replacing)
+            try:
+                await asyncio.shield(self._replacing)
+            except asyncio.CancelledError:  # the caller gave up: so does the call
+                self._cancel(_LOCAL_CANCEL)
+                raise
         return None if self._state == _DONE else self._att
+
+    def _start(self) -> bool:
+        """Mark the call started; True when its first attempt started at once (the
+        per-call fast path: an endpoint is ready, nothing to wait for)."""
+        self._state = _RUNNING
+        router = self._router
+        router.call_started()
+        if self._trace is not None:
+            self._trace.start()
+        sub = router.pick_now(())
+        if sub is None:
+            return False
+        self._attempts = 1
+        self._launch(sub)
+        return True
 
     async def _begin(self, *, drive: bool) -> None:
         """Start the call: first attempt, the request pump, the response driver."""
-        self._state = _RUNNING
-        self._router.call_started()
-        if self._trace is not None:
-            self._trace.start()
-        loop = asyncio.get_running_loop()
-        self._replacing = ready = loop.create_future()
+        if not self._start():
+            await self._first_attempt()
+        self._started(drive=drive)
+
+    async def _first_attempt(self) -> None:
+        """The first attempt when no endpoint was ready: wait for one (others wait too)."""
+        self._replacing = ready = asyncio.get_running_loop().create_future()
         try:
             await self._next_attempt()
         except BaseException as exc:
@@ -258,12 +281,14 @@ class _BalancedCall:
         finally:
             self._replacing = None
             ready.set_result(None)
+
+    def _started(self, *, drive: bool) -> None:
         if self._state == _DONE:
             return
         if self._iterator is not None:
-            self._pump = loop.create_task(self._consume(self._iterator))
+            self._pump = asyncio.get_running_loop().create_task(self._consume(self._iterator))
         if drive and self._driver is None:
-            self._driver = loop.create_task(self._drive_quietly())
+            self._driver = asyncio.get_running_loop().create_task(self._drive_quietly())
 
     async def _next_attempt(self) -> None:
         """Pick an endpoint, start an attempt there, replay what was written."""
@@ -271,25 +296,27 @@ class _BalancedCall:
         router = self._router
         sub = router.pick_now(self._tried)
         if sub is None:
-            sub = await router.pick(self._tried, self._deadline, self._wait_for_ready)
+            # A task of its own, so that cancel() stops the wait at once.
+            self._picking = picking = asyncio.get_running_loop().create_task(
+                router.pick(self._tried, self._deadline, self._wait_for_ready)
+            )
+            try:
+                sub = await picking
+            except asyncio.CancelledError:
+                if picking.done() and not picking.cancelled() and picking.exception() is None:
+                    router.done(picking.result(), _CANCELLED)  # picked just before: give back
+                else:
+                    picking.cancel()
+                task = asyncio.current_task()
+                if self._state == _DONE and not (task is not None and task.cancelling()):
+                    return  # cancel() stopped the wait
+                raise
+            finally:
+                self._picking = None
         if self._state == _DONE:  # cancelled while waiting for an endpoint
             router.done(sub, _CANCELLED)
             return
-        callable_ = sub.multicallable(
-            self._kind, self._method, self._serializer, self._deserializer
-        )
-        metadata = self._metadata
-        if self._trace is not None:
-            metadata = self._trace.attempt(sub.key, sub.zone, metadata)
-        call = callable_(
-            None if self._stream_request else self._request,
-            timeout=router.attempt_timeout(self._method, self._deadline),
-            metadata=metadata,
-            credentials=self._credentials,
-            wait_for_ready=False,
-            compression=self._compression,
-        )
-        self._att = _Attempt(call, sub)
+        call = self._launch(sub)
         if self._buffer:
             for message in self._buffer:
                 try:
@@ -300,11 +327,34 @@ class _BalancedCall:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.done_writing()
 
+    def _launch(self, sub: Subchannel) -> Any:
+        """Start an attempt on ``sub`` (its in-flight count already taken)."""
+        callable_ = sub.multicallable(
+            self._kind, self._method, self._serializer, self._deserializer
+        )
+        metadata = self._metadata
+        if self._trace is not None:
+            metadata = self._trace.attempt(sub.key, sub.zone, metadata)
+        call = callable_(
+            None if self._stream_request else self._request,
+            timeout=self._router.attempt_timeout(self._method, self._deadline),
+            metadata=metadata,
+            credentials=self._credentials,
+            wait_for_ready=False,
+            compression=self._compression,
+        )
+        self._att = _Attempt(call, sub)
+        return call
+
     async def _failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
         """Attempt ``att`` failed with ``error``: return once another attempt is current,
         or raise the call's error when it is not retried."""
         if att.outcome is not None:  # another task handles (or handled) it
-            await asyncio.shield(att.outcome)
+            try:
+                await asyncio.shield(att.outcome)
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
         elif self._state != _DONE and att is self._att:
             att.outcome = asyncio.get_running_loop().create_future()
             try:
@@ -370,9 +420,8 @@ class _BalancedCall:
             await self._failed(att, await _status_error(att.call))
 
     def _commit(self) -> None:
-        if not self._committed:
-            self._committed = True
-            self._buffer = None
+        self._committed = True
+        self._buffer = None
 
     def _remember(self, message: Any) -> None:
         """Keep a written request for replay, or commit when it does not fit."""
@@ -416,9 +465,10 @@ class _BalancedCall:
             self._pump.cancel()
         if self._done_future is not None and not self._done_future.done():
             self._done_future.set_result(None)
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, None
+            for callback in callbacks:
+                callback(self)
 
     def _finish_failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
         raised: BaseException = error
@@ -454,6 +504,8 @@ class _BalancedCall:
         driver = self._driver
         if isinstance(driver, asyncio.Task) and not driver.done():
             driver.cancel()
+        if self._picking is not None:
+            self._picking.cancel()
         return True
 
     def _raise_if_failed(self) -> None:
@@ -479,9 +531,9 @@ class _BalancedCall:
 
     async def _final_initial_metadata(self) -> Metadata:
         if self._status_error is not None:
-            return self._status_error.initial_metadata()  # type: ignore[no-any-return]
+            return self._status_error.initial_metadata()
         if self._final is not None:
-            return await self._final.initial_metadata()  # type: ignore[no-any-return]
+            return await self._final.initial_metadata()
         return Metadata()
 
     # Request streaming (stream_unary, stream_stream).
@@ -504,7 +556,9 @@ class _BalancedCall:
             raise asyncio.InvalidStateError(_FINISHED)
         if self._half_closed:
             raise asyncio.InvalidStateError(_HALF_CLOSED)
-        att = await self._current()
+        att = self._att
+        if self._replacing is not None or att is None or self._state != _RUNNING:
+            att = await self._current()
         self._remember(request)
         while att is not None:
             try:
@@ -574,12 +628,16 @@ class _BalancedCall:
     async def _drive(self) -> Any:
         """Attempts until one answers, or the call fails for good."""
         if self._state == _NEW:
-            await self._begin(drive=False)
+            if not self._start():
+                await self._first_attempt()
+            self._started(drive=False)
         while True:
-            att = await self._current()
-            if att is None:
-                self._raise_if_failed()
-                return self._response
+            att = self._att
+            if self._replacing is not None or att is None or self._state == _DONE:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return self._response
             try:
                 response = await att.call
             except grpc.aio.AioRpcError as exc:
@@ -604,10 +662,12 @@ class _BalancedCall:
             self._raise_if_failed()
             return _EOF
         while True:
-            att = await self._current()
-            if att is None:
-                self._raise_if_failed()
-                return _EOF
+            att = self._att
+            if self._replacing is not None or att is None or self._state == _DONE:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return _EOF
             try:
                 message = await att.call.read()
             except grpc.aio.AioRpcError as exc:
@@ -629,8 +689,30 @@ class _BalancedCall:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Any]:
+        # read() inlined for the common case (one attempt, no retry in progress):
+        # one coroutine less per message.
         while True:
-            message = await self.read()
+            att = self._att
+            if self._replacing is not None or att is None or self._state != _RUNNING:
+                message = await self.read()
+            else:
+                try:
+                    message = await att.call.read()
+                except grpc.aio.AioRpcError as exc:
+                    await self._failed(att, exc)
+                    continue
+                except asyncio.CancelledError:
+                    self._cancel(_LOCAL_CANCEL)
+                    raise
+                if message is _EOF:
+                    if att is self._att:
+                        self._finish(_OK, final=att.call)
+                    self._raise_if_failed()
+                    return
+                self._commit()
+                self._received += 1
+                yield message
+                continue
             if message is _EOF:
                 return
             yield message

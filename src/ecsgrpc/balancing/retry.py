@@ -27,6 +27,9 @@ import grpc
 __all__ = ["RetryBudget", "RetryPolicy", "backoff_seconds"]
 
 _NOT_PROCESSED = frozenset({grpc.StatusCode.UNAVAILABLE})
+# Calls are counted in a plain int and put in a time bucket every this many calls
+# (and before each retry decision): a call's time is known to within that batch.
+_FOLD_EVERY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,10 @@ class RetryBudget:
         self._clock = clock
         # Per-second buckets: (second, calls, retries).
         self._buckets: deque[list[int]] = deque()
+        # Calls not yet put in a bucket: record_call() only counts (it is on every
+        # call's path); they are put in the current second's bucket every
+        # _FOLD_EVERY calls and before each retry decision.
+        self._pending = 0
 
     @classmethod
     def from_policy(
@@ -92,10 +99,16 @@ class RetryBudget:
             horizon = second - self._window
             while buckets and buckets[0][0] <= horizon:
                 buckets.popleft()
-        return buckets[-1]
+        bucket = buckets[-1]
+        if self._pending:
+            bucket[1] += self._pending
+            self._pending = 0
+        return bucket
 
     def record_call(self) -> None:
-        self._bucket()[1] += 1
+        self._pending += 1
+        if self._pending >= _FOLD_EVERY:
+            self._bucket()
 
     def try_spend(self) -> bool:
         """Take one retry if the budget has room; False means do not retry."""

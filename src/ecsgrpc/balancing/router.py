@@ -55,9 +55,7 @@ class _InFlight:
         return float(sum(r.in_flight for r in list(self.routers)))
 
 
-_in_flight_sums: weakref.WeakKeyDictionary[Any, dict[str, _InFlight]] = (
-    weakref.WeakKeyDictionary()
-)
+_in_flight_sums: weakref.WeakKeyDictionary[Any, dict[str, _InFlight]] = weakref.WeakKeyDictionary()
 
 
 def _register_in_flight(router: Router, metrics: ClientMetrics, target: str) -> None:

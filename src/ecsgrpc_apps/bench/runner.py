@@ -1,6 +1,6 @@
 """Runs the scenarios in order and collects their results.
 
-Scenarios: ``overhead``, ``task_killed``, ``rolling_deploy``, ``scale_out``,
+Scenarios: ``overhead``, ``client_bound``, ``task_killed``, ``rolling_deploy``, ``scale_out``,
 ``slow_task``, ``discovery_outage``, ``client_scale``. The DNS contender is
 skipped (with the reason in its rows) when dnsmasq is not installed; the
 embedded Cloud Map emulator is started only for the scenarios that need it.
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ecsgrpc.errors import ConfigError
 from ecsgrpc_apps.bench import (
+    client_bound,
     client_scale,
     killed,
     outage,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 SCENARIOS: dict[str, Scenario] = {
     "overhead": overhead.run,
+    "client_bound": client_bound.run,
     "task_killed": killed.run,
     "rolling_deploy": rolling.run,
     "scale_out": scaleout.run,
