@@ -101,6 +101,20 @@ async def test_conversation_is_one_trace_from_http_to_agent(
             )
             assert reply.status_code == 200, reply.text
             served_by = reply.json()["served_by"]
+            # SSE: the stream is answered after the handler returned; still one trace.
+            sse_trace = "0af7651916cd43dd8448eb211c80319c"
+            async with http.stream(
+                "POST",
+                "/v1/conversations",
+                json={"messages": [{"role": "user", "content": "stream me"}]},
+                headers={
+                    "accept": "text/event-stream",
+                    "traceparent": f"00-{sse_trace}-b7ad6b7169203331-01",
+                },
+            ) as stream:
+                assert stream.status_code == 200
+                body = (await stream.aread()).decode()
+            assert "event: done" in body
             prometheus = (await http.get("/metrics")).text
         # Prometheus metrics stay beside the OpenTelemetry ones.
         assert "ecsgrpc_client_call_duration_seconds" in prometheus
@@ -109,6 +123,7 @@ async def test_conversation_is_one_trace_from_http_to_agent(
         codes = [await asyncio.to_thread(p.wait, 20) for p in [proc, *(a.proc for a in procs)]]
         assert codes == [0, 0, 0], log_path.read_text()
         assert await wait_until(lambda: len(rx.trace(trace_id)) >= 3, 5), rx.spans
+        assert await wait_until(lambda: len(rx.trace(sse_trace)) >= 3, 5), rx.spans
 
     spans = rx.trace(trace_id)
     http_span = _one(spans, name="POST /v1/conversations")
@@ -155,3 +170,11 @@ async def test_conversation_is_one_trace_from_http_to_agent(
     assert {"grpc.server.call.started", "grpc.server.call.duration"} <= rx.metric_names[
         "workflow-agent"
     ]
+
+    sse = rx.trace(sse_trace)
+    sse_http = _one(sse, name="POST /v1/conversations")
+    sse_client = _one(sse, name=PROCESS, kind="CLIENT")
+    sse_server = _one(sse, name=PROCESS, kind="SERVER")
+    assert sse_client.parent_span_id == sse_http.span_id
+    assert sse_server.parent_span_id == sse_client.span_id
+    assert sse_client.end_ns <= sse_http.end_ns  # the HTTP span lasts the whole stream
