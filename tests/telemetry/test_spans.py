@@ -288,3 +288,61 @@ def test_library_imports_no_opentelemetry_until_asked() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_nothing_is_recorded_or_sent_until_an_sdk_provider_is_set() -> None:
+    """Only the API installed (no provider set): calls carry no trace context and
+    cost no span; once the application sets a provider, calls are traced."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio, grpc
+        from prometheus_client import CollectorRegistry
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from ecsgrpc.balancing.channel import connect
+        from ecsgrpc.config import ServerSettings
+        from ecsgrpc.server import Server, ServiceSpec
+
+        seen = []
+
+        async def get(request, context):
+            seen.append(dict(context.invocation_metadata()))
+            return b"ok"
+
+        handler = grpc.method_handlers_generic_handler(
+            "test.Meta", {"Get": grpc.unary_unary_rpc_method_handler(get)})
+        spec = ServiceSpec("test.Meta", lambda s: s.add_generic_rpc_handlers((handler,)))
+
+        async def main():
+            server = Server([spec], settings=ServerSettings(
+                host="127.0.16.11", port=0, drain_seconds=0, grace_seconds=0.5),
+                registry=CollectorRegistry())
+            await server.start()
+            exporter = InMemorySpanExporter()
+            async with connect(f"static:///{server.address}", registry=CollectorRegistry()) as ch:
+                get = ch.unary_unary("/test.Meta/Get")
+                await get(b"", timeout=5)
+                provider = TracerProvider()
+                provider.add_span_processor(SimpleSpanProcessor(exporter))
+                trace.set_tracer_provider(provider)
+                await get(b"", timeout=5)
+            await server.shutdown()
+            print(["traceparent" in m for m in seen])
+            print(sorted((s.name, s.kind.name) for s in exporter.get_finished_spans()))
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50, check=True
+    ).stdout.splitlines()
+    assert out == [
+        "[False, True]",
+        "[('test.Meta/Get', 'CLIENT'), ('test.Meta/Get', 'SERVER')]",
+    ], out

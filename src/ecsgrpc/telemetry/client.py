@@ -21,6 +21,7 @@ from ecsgrpc.telemetry import Telemetry
 from ecsgrpc.telemetry._semconv import (
     INSTRUMENTATION,
     LATENCY_BUCKETS,
+    Activity,
     rpc_attributes,
     split_address,
     split_method,
@@ -32,10 +33,18 @@ __all__ = ["CallTrace", "ClientTelemetry"]
 class ClientTelemetry:
     """Tracer and A66 instruments of one channel (``grpc.target`` = its target)."""
 
-    __slots__ = ("attempt_duration", "attempts_started", "call_duration", "target", "tracer")
+    __slots__ = (
+        "active",
+        "attempt_duration",
+        "attempts_started",
+        "call_duration",
+        "target",
+        "tracer",
+    )
 
     def __init__(self, telemetry: Telemetry, target: str) -> None:
         self.target = target
+        self.active = Activity(telemetry.tracer_provider, telemetry.meter_provider)
         self.tracer = trace.get_tracer(INSTRUMENTATION, tracer_provider=telemetry.tracer_provider)
         meter = metrics.get_meter(INSTRUMENTATION, meter_provider=telemetry.meter_provider)
         self.attempts_started = meter.create_counter(
@@ -56,9 +65,10 @@ class ClientTelemetry:
             explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS),
         )
 
-    def call(self, method: str) -> CallTrace:
-        """A trace for one call of ``method``, parented by the current context."""
-        return CallTrace(self, method)
+    def call(self, method: str) -> CallTrace | None:
+        """A trace for one call of ``method``, parented by the current context;
+        None while nothing would record it (see :class:`Activity`)."""
+        return CallTrace(self, method) if self.active() else None
 
 
 class CallTrace:

@@ -23,6 +23,7 @@ from ecsgrpc.telemetry._semconv import (
     INSTRUMENTATION,
     LATENCY_BUCKETS,
     SERVER_ERROR_CODES,
+    Activity,
     rpc_attributes,
     split_address,
     split_method,
@@ -78,6 +79,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
         self._ignore = ignore_prefixes
         self._local: dict[str, Any] = {}
+        self._active = Activity(telemetry.tracer_provider, telemetry.meter_provider)
 
     def set_local_address(self, address: str) -> None:
         host, port = split_address(address)
@@ -90,7 +92,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or method.startswith(self._ignore):
+        if handler is None or method.startswith(self._ignore) or not self._active():
             return handler
         return wrap_handler(handler, lambda behavior, _: self._wrap(behavior, method))
 
