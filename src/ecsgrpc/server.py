@@ -183,7 +183,7 @@ class Server:
             options=server_options(self._settings),
         )
         self._state = ServerState.CREATED
-        self.announce = _Announcer(log)
+        self._announce = _Announcer(log)
         self._signal: str | None = None
         self._port = 0
         self._stopped = asyncio.Event()
@@ -244,7 +244,7 @@ class Server:
         for name in ["", *names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._move(ServerState.SERVING)
-        self.announce(
+        self._announce(
             logging.INFO,
             "serving on %s (%s%s)",
             self.address,
@@ -280,7 +280,7 @@ class Server:
         await self._server.stop(None)
         if self._state is ServerState.STOPPING:
             self._move(ServerState.STOPPED)
-            self.announce(
+            self._announce(
                 logging.WARNING,
                 "stopped at once (second stop signal)",
                 extra={"event": "stopped", "forced": True},
@@ -298,7 +298,7 @@ class Server:
             return
         started = time.monotonic()
         self._move(ServerState.DRAINING)
-        self.announce(
+        self._announce(
             logging.INFO,
             "%sdraining: health NOT_SERVING, serving %gs more, then up to %gs for in-flight calls",
             f"received {self._signal}: " if self._signal else "",
@@ -320,7 +320,7 @@ class Server:
         self._move(ServerState.STOPPED)
         self._metrics.draining.set(0)
         took = time.monotonic() - started
-        self.announce(
+        self._announce(
             logging.INFO,
             "stopped in %.2fs%s",
             took,
@@ -388,7 +388,7 @@ async def serve(
         interceptors=interceptors,
         telemetry=telemetry,
     )
-    server.announce.enabled = True
+    server._announce.enabled = True
     await server.start()
     server.install_signal_handlers()
     if on_started is not None:
