@@ -105,7 +105,7 @@ def describe_trace(trace: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_summary(summary: DemoSummary) -> Table:
+def render_summary(summary: DemoSummary) -> Group:
     table = Table(title="demo summary", show_header=False)
     table.add_row("requests", str(summary.requests))
     table.add_row("errors", Text(str(summary.errors), style="red" if summary.errors else "green"))
@@ -123,6 +123,7 @@ def render_summary(summary: DemoSummary) -> Table:
         "restarted (agent died mid-stream; redone elsewhere, client told)", str(summary.restarted)
     )
     table.add_row("duration", f"{summary.duration_seconds:.0f} s")
-    if summary.trace is not None:
-        table.add_row(f"a trace ({summary.trace['trace_id']})", describe_trace(summary.trace))
-    return table
+    if summary.trace is None:
+        return Group(table)
+    title = f"one conversation's trace ({summary.trace['trace_id']})"
+    return Group(table, Panel(describe_trace(summary.trace), title=title, expand=False))
