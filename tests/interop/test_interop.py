@@ -53,8 +53,8 @@ CONNECT_XFAIL: dict[str, str] = {
     "unimplemented_method": _UNARY + "code()",
     "unimplemented_service": _UNARY + "code()",
     "cancel_after_begin": (
-        "a client-streaming call through connect() can only be awaited: it has no cancel(), "
-        "cancelled(), done() or code()"
+        "a client-streaming call through connect() can only be awaited: it has no "
+        "wait_for_connection(), cancel(), cancelled(), done() or code()"
     ),
     "cancel_after_first_response": (
         _STREAM_CODE + "; and read() after cancel() returns EOF instead of raising "
