@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc.aio import Metadata
@@ -42,6 +42,9 @@ from grpc.aio import Metadata
 from ecsgrpc.balancing.router import Router
 from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.errors import StreamInterrupted
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import CallTrace
 
 __all__ = [
     "REPLAY_BUFFER_BYTES",
@@ -103,6 +106,31 @@ class _BalancedCall:
     _unary_response = False
     _stream_request = False
 
+    # Per-call state. The defaults live on the class, so a call pays only for
+    # what it changes (most calls: one attempt, no retry, no callback).
+    _state = _NEW
+    _trace: CallTrace | None = None
+    _att: _Attempt | None = None
+    _attempts = 0
+    _tried: tuple[str, ...] = ()
+    _committed = False
+    _received = 0
+    _buffer: list[Any] | None = None  # the replay buffer (request streaming only)
+    _buffered = 0
+    _half_closed = False
+    _replacing: asyncio.Future[None] | None = None  # set while an attempt is being replaced
+    _driver: Any = None  # unary responses: the task (or marker) awaiting attempts
+    _pump: asyncio.Task[None] | None = None  # consumes the caller's request iterator
+    _picking: asyncio.Task[Subchannel] | None = None  # waiting for an endpoint
+    _cancelled = False
+    _code: grpc.StatusCode | None = None
+    _final: Any = None  # the attempt's grpc call that ended the call (status source)
+    _error: BaseException | None = None  # what reads and awaits raise
+    _status_error: grpc.aio.AioRpcError | None = None  # the status behind it
+    _response: Any = _NOTHING
+    _callbacks: list[Callable[[Any], None]] | None = None
+    _done_future: asyncio.Future[None] | None = None
+
     def __init__(
         self,
         router: Router,
@@ -119,8 +147,8 @@ class _BalancedCall:
     ) -> None:
         self._router = router
         self._method = method
-        # OpenTelemetry (ecsgrpc.telemetry): a span per call, an event per attempt.
-        self._trace = None if router.telemetry is None else router.telemetry.call(method)
+        if router.telemetry is not None:  # OpenTelemetry: a span per call, an event per attempt
+            self._trace = router.telemetry.call(method)
         self._serializer = serializer
         self._deserializer = deserializer
         self._request = request
@@ -131,27 +159,8 @@ class _BalancedCall:
         self._credentials = credentials
         self._wait_for_ready = wait_for_ready
         self._compression = compression
-        self._state = _NEW
-        self._att: _Attempt | None = None
-        self._attempts = 0
-        self._tried: tuple[str, ...] = ()
-        self._committed = False
-        self._received = 0
-        self._buffer: list[Any] | None = [] if self._stream_request else None
-        self._buffered = 0
-        self._half_closed = False
-        self._replacing: asyncio.Future[None] | None = None
-        self._driver: Any = None  # unary responses: the task (or marker) awaiting attempts
-        self._pump: asyncio.Task[None] | None = None
-        self._picking: asyncio.Task[Subchannel] | None = None
-        self._cancelled = False
-        self._code: grpc.StatusCode | None = None
-        self._final: Any = None  # the attempt's grpc call that ended the call (status source)
-        self._error: BaseException | None = None  # what reads and awaits raise
-        self._status_error: grpc.aio.AioRpcError | None = None  # the status behind it
-        self._response: Any = _NOTHING
-        self._callbacks: list[Callable[[Any], None]] | None = None
-        self._done_future: asyncio.Future[None] | None = None
+        if self._stream_request:
+            self._buffer = []
 
     def __del__(self) -> None:
         # A call dropped without being finished (a caller that stopped iterating)
@@ -455,7 +464,7 @@ class _BalancedCall:
         if att is not None and not att.reported:
             att.reported = True
             self._router.done(att.sub, code)
-            if not att.call.done():
+            if code is not _OK and not att.call.done():
                 att.call.cancel()
         self._buffer = None
         self._router.call_finished(self._method, code, time.monotonic() - self._created)
@@ -630,7 +639,8 @@ class _BalancedCall:
         if self._state == _NEW:
             if not self._start():
                 await self._first_attempt()
-            self._started(drive=False)
+            if self._iterator is not None:
+                self._started(drive=False)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state == _DONE:
@@ -689,33 +699,32 @@ class _BalancedCall:
         return self._messages()
 
     async def _messages(self) -> AsyncIterator[Any]:
-        # read() inlined for the common case (one attempt, no retry in progress):
-        # one coroutine less per message.
+        # The common case (one attempt, no retry in progress) iterates the
+        # attempt's own grpc.aio iterator: per message, one generator step of
+        # ours on top of grpc's. Like grpc.aio, do not mix it with read().
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state != _RUNNING:
-                message = await self.read()
-            else:
-                try:
-                    message = await att.call.read()
-                except grpc.aio.AioRpcError as exc:
-                    await self._failed(att, exc)
-                    continue
-                except asyncio.CancelledError:
-                    self._cancel(_LOCAL_CANCEL)
-                    raise
-                if message is _EOF:
-                    if att is self._att:
-                        self._finish(_OK, final=att.call)
+                att = await self._current()
+                if att is None:
                     self._raise_if_failed()
                     return
-                self._commit()
-                self._received += 1
-                yield message
+            try:
+                async for message in att.call:
+                    if not self._committed:
+                        self._commit()
+                    self._received += 1
+                    yield message
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(att, exc)
                 continue
-            if message is _EOF:
-                return
-            yield message
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            if att is self._att:
+                self._finish(_OK, final=att.call)
+            self._raise_if_failed()
+            return
 
 
 _INLINE = object()  # the driver marker: __await__ drives the attempts in the caller's task

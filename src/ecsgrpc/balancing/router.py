@@ -85,6 +85,7 @@ class Router:
         "_metrics",
         "_policy",
         "_start",
+        "done",
         "in_flight",
         "target",
         "telemetry",
@@ -112,10 +113,13 @@ class Router:
         self._connect_timeout = connect_timeout
         self._start = start
         self._describe = describe
-        self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._durations: dict[tuple[str, int], Any] = {}
         self.in_flight = 0
         # OpenTelemetry for each call (None: off); see ecsgrpc.telemetry.
         self.telemetry = telemetry
+        # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
+        # per attempt. The balancer's own method (one call less per attempt).
+        self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
         _register_in_flight(self, metrics, target)
 
     # Picking and waiting.
@@ -169,10 +173,6 @@ class Router:
             if balancer.picker is not before:
                 return
 
-    def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
-        """An attempt on ``sub`` ended with ``code`` (exactly once per attempt)."""
-        self._balancer.done(sub, code)
-
     # Deadlines and retries.
     def attempt_timeout(self, method: str, deadline: float | None) -> float | None:
         """The timeout to give one attempt of ``method``: what is left of the call's
@@ -210,10 +210,11 @@ class Router:
 
     def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.in_flight -= 1
-        child = self._durations.get((method, code))
+        key = (method, id(code))  # an Enum hashes in Python; id() does not
+        child = self._durations.get(key)
         if child is None:
             child = self._metrics.duration.labels(method, code.name)
-            self._durations[(method, code)] = child
+            self._durations[key] = child
         child.observe(seconds)
         if code is not _OK:
             self._metrics.failures.labels(method, code.name.lower()).inc()
