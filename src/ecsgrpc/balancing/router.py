@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -32,6 +32,9 @@ from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy, backoff_seconds, j
 from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.errors import NoEndpointAvailable
 from ecsgrpc.metrics import ClientMetrics
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import ClientTelemetry
 
 __all__ = ["Router"]
 
@@ -86,6 +89,7 @@ class Router:
         "done",
         "in_flight",
         "target",
+        "telemetry",
     )
 
     def __init__(
@@ -99,6 +103,7 @@ class Router:
         connect_timeout: float,
         start: Callable[[], None],
         describe: Callable[[], str],
+        telemetry: ClientTelemetry | None = None,
     ) -> None:
         self._balancer = balancer
         self.target = target
@@ -111,6 +116,8 @@ class Router:
         self._describe = describe
         self._durations: dict[tuple[str, int], Any] = {}
         self.in_flight = 0
+        # OpenTelemetry for each call (None: off); see ecsgrpc.telemetry.
+        self.telemetry = telemetry
         # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
         # per attempt. The balancer's own method (one call less per attempt).
         self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done

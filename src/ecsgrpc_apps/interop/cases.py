@@ -396,6 +396,9 @@ async def unimplemented_service(channel: Channel, options: CaseOptions) -> None:
 
 async def cancel_after_begin(channel: Channel, options: CaseOptions) -> None:
     call = _stub(channel).StreamingInputCall()
+    # "after metadata has been sent but before payloads are sent": grpc.aio's
+    # wait_for_connection() returns once the call's metadata went out.
+    await call.wait_for_connection()
     call.cancel()
     code = await _code(call, "StreamingInputCall")
     _expect(

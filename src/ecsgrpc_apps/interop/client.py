@@ -87,7 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m ecsgrpc_apps.interop.client",
         description="Run gRPC's interop test cases against a target (plaintext).",
     )
-    parser.add_argument("--target", help="any target ecsgrpc or grpc accepts (host:port, ...)")
+    parser.add_argument(
+        "--target",
+        help="with --channel ecsgrpc: any ecsgrpc target (static:///a,b, dns:///..., ...); "
+        "with --channel grpc: a grpc target (host:port, ipv4:..., dns:...)",
+    )
     parser.add_argument("--server_host", help="interop style: host (with --server_port)")
     parser.add_argument("--server_port", type=int, help="interop style: port")
     parser.add_argument(
@@ -96,13 +100,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--channel", choices=CHANNEL_KINDS, default="ecsgrpc", help="channel kind (default ecsgrpc)"
     )
-    parser.add_argument("--policy", default="least_request", help="ecsgrpc balancing policy")
+    parser.add_argument(
+        "--policy", default="least_request", help="ecsgrpc balancing policy (default least_request)"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="bound per case, seconds")
-    parser.add_argument("--soak_iterations", type=int, default=10)
-    parser.add_argument("--soak_max_failures", type=int, default=0)
-    parser.add_argument("--soak_per_iteration_max_acceptable_latency_ms", type=int, default=1000)
-    parser.add_argument("--soak_overall_timeout_seconds", type=float, default=60.0)
-    parser.add_argument("--soak_min_time_ms_between_rpcs", type=int, default=0)
+    parser.add_argument(
+        "--soak_iterations", type=int, default=10, help="calls per soak case (default 10)"
+    )
+    parser.add_argument(
+        "--soak_max_failures", type=int, default=0, help="failed iterations allowed (default 0)"
+    )
+    parser.add_argument(
+        "--soak_per_iteration_max_acceptable_latency_ms",
+        type=int,
+        default=1000,
+        help="an iteration slower than this fails (default 1000)",
+    )
+    parser.add_argument(
+        "--soak_overall_timeout_seconds",
+        type=float,
+        default=60.0,
+        help="every iteration must finish within this (default 60)",
+    )
+    parser.add_argument(
+        "--soak_min_time_ms_between_rpcs",
+        type=int,
+        default=0,
+        help="minimum time from one iteration's start to the next (default 0)",
+    )
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     return parser
 
