@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 
 import uvicorn
-from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ecsgrpc.metrics import gateway_metrics
-from ecsgrpc_apps.gateway.app import create_app
+from ecsgrpc_apps.gateway.app import GatewayApp, create_app
+from ecsgrpc_apps.gateway.connections import (
+    ConnectionLimits,
+    connection_cap,
+    guarded_protocol,
+    raise_open_files_limit,
+    rate_limited_accept_errors,
+)
 from ecsgrpc_apps.gateway.lifecycle import GatewayServer, Lifecycle
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.workflow.client import WorkflowClient
@@ -18,9 +26,26 @@ __all__ = ["STARTUP_FAILED", "run_gateway", "uvicorn_config"]
 
 STARTUP_FAILED = 3
 
+log = logging.getLogger(__name__)
 
-def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
-    """uvicorn's settings for the gateway: our logging, our lifespan, the grace period."""
+
+def uvicorn_config(
+    app: GatewayApp, settings: GatewaySettings, *, open_files: int | None = None
+) -> uvicorn.Config:
+    """uvicorn's settings for the gateway: our logging, our lifespan, the grace period,
+    and the connection limits (:mod:`ecsgrpc_apps.gateway.connections`).
+
+    ``open_files``: the open-files soft limit the connection cap must stay under.
+    """
+    cap = settings.max_connections
+    if open_files is not None:
+        cap = connection_cap(cap, open_files)
+    limits = ConnectionLimits(
+        max_connections=cap,
+        max_header_count=settings.max_header_count,
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout_seconds=settings.head_timeout_seconds,
+    )
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -29,7 +54,10 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
         log_config=None,
         access_log=settings.access_log,
         timeout_graceful_shutdown=math.ceil(settings.grace_seconds),
+        timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         server_header=False,
+        http=guarded_protocol(limits, app.front.overload),
+        backlog=4096,
     )
 
 
@@ -46,14 +74,18 @@ async def run_gateway(
     (``WORKFLOW_SERVICE_TARGET``, ...). Raises ConfigError for a bad target.
     """
     registry = REGISTRY if registry is None else registry
+    soft, hard = raise_open_files_limit()
+    log.info("open-files limit %d (hard %d)", soft, hard)
+    rate_limited_accept_errors(asyncio.get_running_loop())
     client = WorkflowClient(target, timeout=settings.request_timeout_seconds, registry=registry)
     try:
         lifecycle = Lifecycle(gateway_metrics(registry))
         app = create_app(client, settings, registry=registry, lifecycle=lifecycle)
         server = GatewayServer(
-            uvicorn_config(app, settings),
+            uvicorn_config(app, settings, open_files=soft),
             lifecycle=lifecycle,
             drain_seconds=settings.drain_seconds,
+            freeze_gc=True,
         )
         await server.serve()
     finally:
