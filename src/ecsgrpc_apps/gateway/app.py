@@ -28,7 +28,7 @@ from ecsgrpc_apps.gateway.errors import error_responses, install_handlers
 from ecsgrpc_apps.gateway.front import Front
 from ecsgrpc_apps.gateway.instrument import RequestMetrics, overload_metrics
 from ecsgrpc_apps.gateway.lifecycle import GatewayState, Lifecycle
-from ecsgrpc_apps.gateway.limiter import AdaptiveLimit, LimitConfig
+from ecsgrpc_apps.gateway.limiter import AdaptiveLimit, LagMonitor, LimitConfig
 from ecsgrpc_apps.gateway.models import (
     ConversationIn,
     ConversationReply,
@@ -116,10 +116,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client.channel.get_state(try_to_connect=True)  # start discovery now, not on first call
+        lag = LagMonitor(app.front.limiter)
+        lag.start()
         lifecycle.move(GatewayState.SERVING)
         try:
             yield
         finally:
+            lag.stop()
             lifecycle.stop()
             if close_client:
                 await client.aclose()

@@ -23,17 +23,27 @@ and it follows the windows upward only while the limiter is *not* saturated
 it. So sustained overload cannot ratchet the baseline (and the limit) up,
 while agents that became slower for good are learnt as soon as load allows.
 
-Everything here is plain arithmetic on one event loop: no locks, no I/O.
+The gateway's own CPU is watched directly too: :class:`LagMonitor` measures
+how late the event loop runs a timer, and when that lag passes
+``lag_threshold`` the limit is cut by ``lag_decrease`` (at most once per
+window): a multiplicative decrease that needs no baseline, so a gateway that
+meets overload before it ever saw a quiet moment still sheds it, and the
+windows that follow (shorter queues) teach the gradient its baseline. A stream
+that waits on its agent adds no lag; work that burns the gateway's CPU does.
+
+Everything in :class:`AdaptiveLimit` is plain arithmetic on one event loop:
+no locks, no I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveLimit", "LimitConfig"]
+__all__ = ["AdaptiveLimit", "LagMonitor", "LimitConfig"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class LimitConfig:
     window_seconds: float = 0.05
     window_samples: int = 8
     baseline_follow: float = 0.05
+    lag_threshold: float = 0.025
+    lag_decrease: float = 0.8
     adaptive: bool = True
 
     def __post_init__(self) -> None:
@@ -79,6 +91,7 @@ class AdaptiveLimit:
         self._window_sum = 0.0
         self._window_count = 0
         self._window_peak = 0
+        self._last_cut = -math.inf
 
     @property
     def limit(self) -> int:
@@ -115,6 +128,17 @@ class AdaptiveLimit:
             self._window_count = 0
             self._window_peak = self.in_flight
 
+    def observe_lag(self, lag: float) -> None:
+        """The event loop ran a timer ``lag`` seconds late: past the threshold, cut the limit."""
+        cfg = self.config
+        if not cfg.adaptive or lag <= cfg.lag_threshold:
+            return
+        now = self._clock()
+        if now - self._last_cut < cfg.window_seconds:
+            return
+        self._last_cut = now
+        self._limit = max(float(cfg.min_limit), self._limit * cfg.lag_decrease)
+
     def _update(self, mean: float, peak: int) -> None:
         cfg = self.config
         saturated = peak >= self._limit / 2
@@ -129,3 +153,37 @@ class AdaptiveLimit:
             new = min(new, self._limit)
         smoothed = self._limit * (1 - cfg.smoothing) + new * cfg.smoothing
         self._limit = min(float(cfg.max_limit), max(float(cfg.min_limit), smoothed))
+
+
+class LagMonitor:
+    """Measures the event loop's lag every ``interval`` seconds and reports it to ``limit``.
+
+    One timer callback per interval (50 a second by default): no task, no thread.
+    """
+
+    def __init__(self, limit: AdaptiveLimit, interval: float = 0.02) -> None:
+        self.limit = limit
+        self.interval = interval
+        self.last_lag = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        assert self._loop is not None
+        due = self._loop.time() + self.interval
+        self._handle = self._loop.call_at(due, self._tick, due)
+
+    def _tick(self, due: float) -> None:
+        assert self._loop is not None
+        self.last_lag = max(0.0, self._loop.time() - due)
+        self.limit.observe_lag(self.last_lag)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
