@@ -116,6 +116,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client.channel.get_state(try_to_connect=True)  # start discovery now, not on first call
+        assert isinstance(app, GatewayApp)
         lag = LagMonitor(app.front.limiter)
         lag.start()
         lifecycle.move(GatewayState.SERVING)
