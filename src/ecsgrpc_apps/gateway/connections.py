@@ -81,9 +81,14 @@ class _Guarded(H11Protocol):
 
     limits: ConnectionLimits = ConnectionLimits()
     metrics: OverloadMetrics | None = None
+    _counted: set[Any] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        cls = type(self)
+        if self.metrics is not None and cls._counted is not self.connections:
+            cls._counted = open_now = self.connections  # the server's set of connections
+            self.metrics.connections.set_function(lambda: len(open_now))
         self._head_bytes = 0
         self._head_lines = 0
         self._tail = b""

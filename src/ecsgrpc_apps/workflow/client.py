@@ -26,7 +26,7 @@ __all__ = ["FLOW_CONTROL_OPTIONS", "WorkflowClient", "build_request"]
 # agent's stream waits for the reader instead.
 FLOW_CONTROL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.http2.bdp_probe", 0),
-    ("grpc.http2.lookahead_bytes", 64 * 1024),
+    ("grpc.http2.lookahead_bytes", 16 * 1024),
 )
 
 
