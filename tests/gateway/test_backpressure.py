@@ -229,3 +229,52 @@ async def test_two_thousand_open_connections_under_a_1024_open_files_soft_limit(
         finally:
             proc.kill()
             proc.wait(10)
+
+
+async def test_gateway_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
+    import socket
+
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    probe.bind((GATEWAY_HOST, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {**os.environ, "GATEWAY_REUSE_PORT": "true", "WORKFLOW_SERVICE_TARGET": "127.0.0.1:9"}
+    procs, logs = [], []
+    try:
+        for index in range(2):
+            log_path = tmp_path / f"gateway-{index}.log"
+            logs.append(log_path)
+            with log_path.open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "ecsgrpc",
+                            "gateway",
+                            "--host",
+                            GATEWAY_HOST,
+                            "--port",
+                            str(port),
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
+        deadline = time.monotonic() + 60
+        while not all(_SERVING.search(p.read_text(errors="replace")) for p in logs):
+            assert all(p.poll() is None for p in procs), [p.read_text() for p in logs]
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        for _ in range(60):  # a new connection each: the kernel spreads them
+            async with httpx.AsyncClient(base_url=f"http://{GATEWAY_HOST}:{port}") as http:
+                assert (await http.get("/healthz")).status_code == 200
+        served = [p.read_text().count("GET /healthz") for p in logs]
+        assert sum(served) == 60
+        assert min(served) > 0, served
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 
 import uvicorn
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -22,7 +23,7 @@ from ecsgrpc_apps.gateway.lifecycle import GatewayServer, Lifecycle
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.workflow.client import WorkflowClient
 
-__all__ = ["STARTUP_FAILED", "run_gateway", "uvicorn_config"]
+__all__ = ["STARTUP_FAILED", "reuse_port_socket", "run_gateway", "uvicorn_config"]
 
 STARTUP_FAILED = 3
 
@@ -61,6 +62,25 @@ def uvicorn_config(
     )
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: N gateway processes on one port, one per core.
+
+    Linux hashes each new connection to one of the sockets sharing the port.
+    Raises OSError when the port is held by a socket without SO_REUSEPORT.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def run_gateway(
     settings: GatewaySettings,
     *,
@@ -87,7 +107,16 @@ async def run_gateway(
             drain_seconds=settings.drain_seconds,
             freeze_gc=True,
         )
-        await server.serve()
+        sockets = None
+        if settings.reuse_port:
+            try:
+                sockets = [reuse_port_socket(settings.host, settings.port)]
+            except OSError as exc:
+                log.error(  # noqa: TRY400 (one line, no traceback)
+                    "cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror
+                )
+                return STARTUP_FAILED
+        await server.serve(sockets)
     finally:
         await client.aclose()
     if not server.started:

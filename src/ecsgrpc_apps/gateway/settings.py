@@ -86,6 +86,11 @@ class GatewaySettings(BaseSettings):
     keep_alive_seconds: float = Field(
         5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this."
     )
+    reuse_port: bool = Field(
+        False,
+        description="Bind with SO_REUSEPORT, so several gateway processes share one port "
+        "and the kernel spreads connections over them (one process per core).",
+    )
     docs: bool = Field(
         False, description="Serve the interactive API docs at /docs (loads assets from a CDN)."
     )
