@@ -46,6 +46,10 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[Path]:
         written.append(_slow(plt, scenarios["slow_task"], out))
     if "client_scale" in scenarios:
         written.append(_scale(plt, scenarios["client_scale"], out))
+    if "gateway_overload" in scenarios:
+        from ecsgrpc_apps.bench.gateway_overload import plot
+
+        written.append(plot(plt, scenarios["gateway_overload"], out))
     return written
 
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from ecsgrpc.errors import ConfigError
 from ecsgrpc_apps.bench import (
     client_scale,
+    gateway_overload,
     killed,
     outage,
     overhead,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "slow_task": slow.run,
     "discovery_outage": outage.run,
     "client_scale": client_scale.run,
+    "gateway_overload": gateway_overload.run,
 }
 DNSMASQ_MISSING = "dnsmasq not installed"
 
