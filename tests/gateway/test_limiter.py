@@ -107,13 +107,34 @@ def test_overload_from_the_first_moment_is_shed_by_the_loop_lag() -> None:
     clock = Clock()
     limit = AdaptiveLimit(LimitConfig(max_limit=500, initial_limit=200), clock=clock)
     for _ in range(300):
-        limit.observe_lag(0.05 if limit.in_flight + limit.limit > 20 else 0.0)
-        drive(limit, clock, server, windows=1)
+        while limit.try_acquire():
+            pass
+        limit.observe_lag(0.05 if limit.in_flight > 20 else 0.0)  # saturated: a real signal
+        in_flight = limit.in_flight
+        clock.now += 0.06
+        for _ in range(in_flight):
+            limit.release(server(in_flight))
     assert limit.limit <= 40
     assert limit.baseline is not None and limit.baseline <= 0.03
 
 
 def test_a_small_lag_changes_nothing() -> None:
     limit = AdaptiveLimit(LimitConfig(max_limit=100, initial_limit=50))
+    while limit.try_acquire():
+        pass
     limit.observe_lag(0.005)
     assert limit.limit == 50
+
+
+def test_lag_or_slowness_with_the_limit_barely_used_refuses_nothing_more() -> None:
+    # 8 in flight under a limit of 32: a busy machine or a slow agent, not our queue.
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=100, initial_limit=32), clock=clock)
+    for step in range(400):
+        for _ in range(8):
+            assert limit.try_acquire()
+        limit.observe_lag(0.2)
+        clock.now += 0.06
+        for _ in range(8):
+            limit.release(0.01 * (1 + step % 7))  # latency all over the place
+    assert limit.limit == 32

@@ -31,6 +31,10 @@ meets overload before it ever saw a quiet moment still sheds it, and the
 windows that follow (shorter queues) teach the gradient its baseline. A stream
 that waits on its agent adds no lag; work that burns the gateway's CPU does.
 
+Neither rule lowers a limit that is less than half used: then slower answers
+or a late timer are not the admitted work's doing (a slow agent, a busy
+machine), and refusing more would not help.
+
 Everything in :class:`AdaptiveLimit` is plain arithmetic on one event loop:
 no locks, no I/O.
 """
@@ -131,7 +135,8 @@ class AdaptiveLimit:
     def observe_lag(self, lag: float) -> None:
         """The event loop ran a timer ``lag`` seconds late: past the threshold, cut the limit."""
         cfg = self.config
-        if not cfg.adaptive or lag <= cfg.lag_threshold:
+        if not cfg.adaptive or lag <= cfg.lag_threshold or self.in_flight < self._limit / 2:
+            # Lag while the limit is not half used is not the admitted work's doing.
             return
         now = self._clock()
         if now - self._last_cut < cfg.window_seconds:
@@ -146,11 +151,12 @@ class AdaptiveLimit:
             self.baseline = mean
         elif not saturated:
             self.baseline += (mean - self.baseline) * cfg.baseline_follow
+        if not saturated:
+            # Not using half the limit: slower answers are not our queue (the agents,
+            # the machine), and nothing says a higher limit is safe. Keep it.
+            return
         gradient = min(1.0, max(0.5, cfg.tolerance * self.baseline / mean))
         new = self._limit * gradient + math.sqrt(self._limit)
-        if not saturated:
-            # Not using the limit we have: no evidence that a higher one is safe.
-            new = min(new, self._limit)
         smoothed = self._limit * (1 - cfg.smoothing) + new * cfg.smoothing
         self._limit = min(float(cfg.max_limit), max(float(cfg.min_limit), smoothed))
 
