@@ -65,7 +65,7 @@ class LimitConfig:
     window_seconds: float = 0.05
     window_samples: int = 8
     baseline_follow: float = 0.05
-    lag_threshold: float = 0.025
+    lag_threshold: float = 0.25
     lag_decrease: float = 0.8
     adaptive: bool = True
 
