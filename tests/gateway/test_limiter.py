@@ -109,7 +109,7 @@ def test_overload_from_the_first_moment_is_shed_by_the_loop_lag() -> None:
     for _ in range(300):
         while limit.try_acquire():
             pass
-        limit.observe_lag(0.05 if limit.in_flight > 20 else 0.0)  # saturated: a real signal
+        limit.observe_lag(0.3 if limit.in_flight > 20 else 0.0)  # saturated: a real signal
         in_flight = limit.in_flight
         clock.now += 0.06
         for _ in range(in_flight):
@@ -122,7 +122,7 @@ def test_a_small_lag_changes_nothing() -> None:
     limit = AdaptiveLimit(LimitConfig(max_limit=100, initial_limit=50))
     while limit.try_acquire():
         pass
-    limit.observe_lag(0.005)
+    limit.observe_lag(0.05)
     assert limit.limit == 50
 
 
