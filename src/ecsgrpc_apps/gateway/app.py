@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.types import Receive, Scope, Send
@@ -172,7 +172,20 @@ def _add_routes(
         summary="Run a conversation turn on a Workflow Agent",
         tags=["conversations"],
     )
-    async def post_conversation(request: Request, body: ConversationIn) -> Response:
+    async def post_conversation(
+        request: Request,
+        body: ConversationIn,
+        x_request_timeout: Annotated[
+            float | None,
+            Header(
+                gt=0,
+                description="The request's deadline in seconds (at most "
+                "GATEWAY_REQUEST_TIMEOUT_SECONDS, the default); it is the agent call's "
+                "deadline, and work whose deadline passed before it started is not sent.",
+            ),
+        ] = None,
+    ) -> Response:
+        # Documentation only: the gateway's Front serves this route (front.py).
         return await conversations.handle(request, body)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is alive")

@@ -172,8 +172,10 @@ _DESCRIPTIONS = {
     422: "The body is JSON but not a valid conversation (each problem is listed).",
     429: "The agent is out of a resource, e.g. the message is too large (RESOURCE_EXHAUSTED).",
     502: "The agent failed with another gRPC status.",
-    503: "No Workflow Agent is ready (or the agent answered UNAVAILABLE).",
-    504: "The per-request deadline (GATEWAY_REQUEST_TIMEOUT_SECONDS) passed (DEADLINE_EXCEEDED).",
+    503: "The gateway is at its concurrency limit (`overloaded`, refused before the body is "
+    "read), no Workflow Agent is ready, or the agent answered UNAVAILABLE; with Retry-After.",
+    504: "The request's deadline (X-Request-Timeout, at most GATEWAY_REQUEST_TIMEOUT_SECONDS) "
+    "passed: before the agent call started (never sent), or during it (DEADLINE_EXCEEDED).",
 }
 
 
