@@ -60,7 +60,7 @@ class LimitConfig:
     max_limit: int = 256
     min_limit: int = 4
     initial_limit: int = 32
-    tolerance: float = 1.5
+    tolerance: float = 2.0
     smoothing: float = 0.2
     window_seconds: float = 0.05
     window_samples: int = 8
