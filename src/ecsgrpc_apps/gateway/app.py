@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.types import Receive, Scope, Send
@@ -75,6 +75,17 @@ _SSE_EXAMPLE = (
     'event: done\ndata: {"conversation_id":"c-1","reply":"hello","served_by":"agent-a",'
     '"events":3}\n\n'
 )
+
+
+_TIMEOUT_HEADER = {
+    "name": "X-Request-Timeout",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+    "description": "The request's deadline in seconds (at most GATEWAY_REQUEST_TIMEOUT_SECONDS, "
+    "the default); it is the agent call's deadline, and work whose deadline passed before "
+    "it started is not sent to an agent (504).",
+}
 
 
 def _static(name: str) -> bytes:
@@ -171,21 +182,11 @@ def _add_routes(
         responses=_conversation_responses(),
         summary="Run a conversation turn on a Workflow Agent",
         tags=["conversations"],
+        openapi_extra={"parameters": [_TIMEOUT_HEADER]},
     )
-    async def post_conversation(
-        request: Request,
-        body: ConversationIn,
-        x_request_timeout: Annotated[
-            float | None,
-            Header(
-                gt=0,
-                description="The request's deadline in seconds (at most "
-                "GATEWAY_REQUEST_TIMEOUT_SECONDS, the default); it is the agent call's "
-                "deadline, and work whose deadline passed before it started is not sent.",
-            ),
-        ] = None,
-    ) -> Response:
-        # Documentation only: the gateway's Front serves this route (front.py).
+    async def post_conversation(request: Request, body: ConversationIn) -> Response:
+        # The gateway's Front serves this route (front.py); this declares it for
+        # OpenAPI and serves it when the app is called without its Front.
         return await conversations.handle(request, body)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is alive")
