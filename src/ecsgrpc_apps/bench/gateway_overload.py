@@ -255,7 +255,8 @@ def _gateway(target: str) -> Iterator[GatewayProcess]:
 
 async def run(ctx: Context) -> ScenarioResult:
     seconds = 6.0 if ctx.settings.quick else 20.0
-    seconds = max(2.0, seconds * ctx.settings.scale)
+    seconds = max(1.0, seconds * ctx.settings.scale)
+    pause = min(2.0, seconds)  # warm-up, and quiet between steps
     result = ScenarioResult(
         NAME,
         f"Gateway overload: open loop at {', '.join(f'{m:g}x' for m in STEPS)} of saturation, "
@@ -270,13 +271,14 @@ async def run(ctx: Context) -> ScenarioResult:
         with _gateway(target) as gateway:
             load = HttpLoad(gateway.host, gateway.port)
             ctx.progress(f"{NAME}: measuring saturation")
-            await load.closed_loop(16, 2.0)  # warm up
+            await load.closed_loop(SATURATION_CLIENTS, pause)  # warm up
             cpu0 = gateway.cpu_seconds()
             # Closed loop below half the limiter's starting limit: the gateway's own
             # throughput, untouched by admission (a closed-loop client re-sends a
             # refused request at once, which measures refusals, not service).
-            sat = await load.closed_loop(SATURATION_CLIENTS, max(3.0, seconds / 2))
-            saturation = sum(1 for o in sat if o.status == 200) / max(3.0, seconds / 2)
+            sat_seconds = max(1.0, seconds / 2)
+            sat = await load.closed_loop(SATURATION_CLIENTS, sat_seconds)
+            saturation = sum(1 for o in sat if o.status == 200) / sat_seconds
             result.params["saturation_rps"] = round(saturation, 1)
             result.params["saturation_cpu_ms_per_ok"] = round(
                 (gateway.cpu_seconds() - cpu0) / max(1, len(sat)) * 1000, 3
@@ -284,7 +286,7 @@ async def run(ctx: Context) -> ScenarioResult:
             series: dict[str, list[Any]] = {"multiple": [], "offered": [], "goodput": [], "p99": []}
             for multiple in STEPS:
                 ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
-                await asyncio.sleep(2.0)  # back to quiet between steps
+                await asyncio.sleep(pause)
                 cpu0 = gateway.cpu_seconds()
                 outcomes, reached = await load.open_loop(multiple * saturation, seconds)
                 metrics = summarize(outcomes, seconds, gateway.cpu_seconds() - cpu0)
