@@ -153,7 +153,7 @@ class HttpLoad:
             await asyncio.sleep(0)
         reached = sent / max(time.perf_counter() - begin, 1e-9)
         if tasks:
-            await asyncio.wait(tasks, timeout=30)
+            await asyncio.wait(tasks, timeout=seconds + 5)
         return outcomes, reached
 
     def close(self) -> None:
