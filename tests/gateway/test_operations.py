@@ -154,7 +154,7 @@ async def test_openapi_documents_every_response() -> None:
     async with running_gateway([]) as gw, gw.http() as http:
         doc = (await http.get("/openapi.json")).json()
         docs_page = await http.get("/docs")
-    assert docs_page.status_code == 200
+    assert docs_page.status_code == 404  # off by default: its viewer needs a CDN
     paths = doc["paths"]
     assert set(paths) == {
         "/v1/conversations",

@@ -140,7 +140,11 @@ class Balancer:
         # 1,000 endpoints) cost one rebuild, not one each.
         if not self._rebuild_scheduled:
             self._rebuild_scheduled = True
-            asyncio.get_running_loop().call_soon(self._rebuild)
+            asyncio.get_running_loop().call_soon(self._scheduled_rebuild)
+
+    def _scheduled_rebuild(self) -> None:
+        if self._rebuild_scheduled:  # not done on demand by ready_count() meanwhile
+            self._rebuild()
 
     def _rebuild(self) -> None:
         self._rebuild_scheduled = False
@@ -312,6 +316,9 @@ class Balancer:
         return tuple(s.status() for s in sorted(subs, key=lambda s: s.key))
 
     def ready_count(self) -> int:
+        """Endpoints that take calls; pick() agrees (a pending picker rebuild is done now)."""
+        if self._rebuild_scheduled:
+            self._rebuild()
         return sum(1 for s in self._subchannels.values() if s.pickable)
 
     def describe(self) -> str:

@@ -78,6 +78,10 @@ def build_figures(doc: dict[str, Any]) -> dict[str, Any]:
         figures["slow_task.png"] = _slow(plt, scenarios["slow_task"], colours)
     if "silent_failure" in scenarios:
         figures.update(_silent(plt, scenarios["silent_failure"], colours))
+    if "gateway_overload" in scenarios:
+        from ecsgrpc_apps.bench.gateway_overload import plot
+
+        figures["gateway_overload.png"] = plot(plt, scenarios["gateway_overload"])
     if "client_scale" in scenarios:
         figures["client_scale.png"] = _scale(plt, scenarios["client_scale"], colours)
     return figures

@@ -17,6 +17,7 @@ from ecsgrpc.errors import ConfigError
 from ecsgrpc_apps.bench import (
     client_bound,
     client_scale,
+    gateway_overload,
     killed,
     outage,
     overhead,
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Scenario] = {
     "discovery_outage": outage.run,
     "client_scale": client_scale.run,
     "silent_failure": silent.run,
+    "gateway_overload": gateway_overload.run,
 }
 DNSMASQ_MISSING = "dnsmasq not installed"
 
