@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc.aio import Metadata
@@ -42,6 +42,9 @@ from grpc.aio import Metadata
 from ecsgrpc.balancing.router import Router
 from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.errors import StreamInterrupted
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import CallTrace
 
 __all__ = [
     "REPLAY_BUFFER_BYTES",
@@ -106,6 +109,7 @@ class _BalancedCall:
     # Per-call state. The defaults live on the class, so a call pays only for
     # what it changes (most calls: one attempt, no retry, no callback).
     _state = _NEW
+    _trace: CallTrace | None = None
     _att: _Attempt | None = None
     _attempts = 0
     _tried: tuple[str, ...] = ()
@@ -143,6 +147,8 @@ class _BalancedCall:
     ) -> None:
         self._router = router
         self._method = method
+        if router.telemetry is not None:  # OpenTelemetry: a span per call, an event per attempt
+            self._trace = router.telemetry.call(method)
         self._serializer = serializer
         self._deserializer = deserializer
         self._request = request
@@ -259,6 +265,8 @@ class _BalancedCall:
         self._state = _RUNNING
         router = self._router
         router.call_started()
+        if self._trace is not None:
+            self._trace.start()
         sub = router.pick_now(())
         if sub is None:
             return False
@@ -333,10 +341,15 @@ class _BalancedCall:
         callable_ = sub.multicallable(
             self._kind, self._method, self._serializer, self._deserializer
         )
+        metadata = self._metadata
+        if self._trace is not None:
+            metadata = self._trace.attempt(sub.key, sub.zone, metadata)
         call = callable_(
             None if self._stream_request else self._request,
-            timeout=self._router.attempt_timeout(self._method, self._deadline),
-            metadata=self._metadata,
+            timeout=self._router.attempt_timeout(
+                self._method, self._deadline, self._unary_response
+            ),
+            metadata=metadata,
             credentials=self._credentials,
             wait_for_ready=False,
             compression=self._compression,
@@ -368,6 +381,8 @@ class _BalancedCall:
         router = self._router
         att.reported = True
         router.done(att.sub, code)
+        if self._trace is not None:
+            self._trace.attempt_ended(code)
         if error.initial_metadata():  # the server's headers came: the caller may see them
             self._committed = True
         pause = None
@@ -376,6 +391,8 @@ class _BalancedCall:
         if pause is None:
             self._finish_failed(att, error)
             return
+        if self._trace is not None:
+            self._trace.retrying(code)
         self._replacing = replaced = asyncio.get_running_loop().create_future()
         try:
             if pause > 0:
@@ -453,6 +470,8 @@ class _BalancedCall:
                 att.call.cancel()
         self._buffer = None
         self._router.call_finished(self._method, code, time.monotonic() - self._created)
+        if self._trace is not None:
+            self._trace.finished(code, None if status is None else status.details())
         if self._pump is not None and code is not _OK:
             self._pump.cancel()
         if self._done_future is not None and not self._done_future.done():
@@ -676,6 +695,7 @@ class _BalancedCall:
                 return _EOF
             self._commit()
             self._received += 1
+            self._router.answered(att.sub)  # progress, for silence detection
             return message
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -697,6 +717,7 @@ class _BalancedCall:
                     if not self._committed:
                         self._commit()
                     self._received += 1
+                    self._router.answered(att.sub)  # progress, for silence detection
                     yield message
             except grpc.aio.AioRpcError as exc:
                 await self._failed(att, exc)

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -29,6 +29,7 @@ from ecsgrpc.balancing.outlier import OutlierConfig, OutlierDetector
 from ecsgrpc.balancing.picker import POLICIES, ZonePolicy
 from ecsgrpc.balancing.retry import RetryPolicy
 from ecsgrpc.balancing.router import Router
+from ecsgrpc.balancing.stall import StallConfig
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.zone import detect_zone
 from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
@@ -37,6 +38,11 @@ from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
 from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 from ecsgrpc.security.diagnose import explain_connect_error
+from ecsgrpc.telemetry import Telemetry
+from ecsgrpc.telemetry import resolve as resolve_telemetry
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import ClientTelemetry
 
 __all__ = ["BalancedChannel", "channel_options", "connect"]
 
@@ -80,6 +86,10 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
     re-checked whenever discovery reports a new endpoint set and new
     subchannels use the current ones. ``credentials`` is the raw alternative
     (fixed ``grpc.ChannelCredentials``); give one or the other.
+
+    ``telemetry``: OpenTelemetry spans (one per call, an event per attempt),
+    ``traceparent`` propagation and gRFC A66 metrics (:mod:`ecsgrpc.telemetry`).
+    None: on when opentelemetry-api is installed; False: off.
     """
 
     def __init__(
@@ -101,8 +111,11 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         idempotent_methods: Collection[str] = (),
         security: ClientSecurity | None = None,
         interceptors: Sequence[Any] = (),
+        stall: StallConfig | None = None,
+        telemetry: Telemetry | bool | None = None,
     ) -> None:
         self._interceptors = Interceptors(interceptors)
+        chosen = resolve_telemetry(telemetry)
         if credentials is not None and security is not None and security.tls is not None:
             raise ConfigError("give TLS either as credentials= or as security=, not both")
         if policy not in POLICIES:
@@ -130,6 +143,7 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
             health_check=health_check,
             health_service=health_service,
             on_endpoint_lost=self._resolve_now,
+            stall=stall,
         )
         self._router = Router(
             balancer=self._balancer,
@@ -140,6 +154,7 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
             connect_timeout=connect_timeout,
             start=self._ensure_started,
             describe=self._describe,
+            telemetry=None if chosen is None else _client_telemetry(chosen, target),
         )
         self._watch_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -336,11 +351,17 @@ def connect(
     resolver_options: dict[str, Any] | None = None,
     security: ClientSecurity | None = None,
     interceptors: Sequence[Any] = (),
+    stall: StallConfig | None = None,
+    telemetry: Telemetry | bool | None = None,
 ) -> BalancedChannel:
     """A :class:`BalancedChannel` for ``target`` (a target string or a Resolver).
 
     ``security``: TLS/mTLS and a bearer token (see :class:`BalancedChannel`).
+    ``stall``: silence detection (a frozen or black-holed endpoint is set
+    aside within about 1 s while others answer; see ``balancing/stall.py``);
+    ``StallConfig(enabled=False)`` turns it off.
     ``interceptors``: grpc.aio client interceptors, run once per call.
+    ``telemetry``: OpenTelemetry (see :class:`BalancedChannel`).
     Raises ConfigError for a bad target, option or security file (the message
     names it).
     """
@@ -368,4 +389,12 @@ def connect(
         idempotent_methods=idempotent_methods,
         security=security,
         interceptors=interceptors,
+        stall=stall,
+        telemetry=telemetry,
     )
+
+
+def _client_telemetry(telemetry: Telemetry, target: str) -> ClientTelemetry:
+    from ecsgrpc.telemetry.client import ClientTelemetry  # opentelemetry-api: imported only here
+
+    return ClientTelemetry(telemetry, target)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -32,6 +32,9 @@ from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy, backoff_seconds, j
 from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.errors import NoEndpointAvailable
 from ecsgrpc.metrics import ClientMetrics
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import ClientTelemetry
 
 __all__ = ["Router"]
 
@@ -82,9 +85,11 @@ class Router:
         "_metrics",
         "_policy",
         "_start",
+        "answered",
         "done",
         "in_flight",
         "target",
+        "telemetry",
     )
 
     def __init__(
@@ -98,6 +103,7 @@ class Router:
         connect_timeout: float,
         start: Callable[[], None],
         describe: Callable[[], str],
+        telemetry: ClientTelemetry | None = None,
     ) -> None:
         self._balancer = balancer
         self.target = target
@@ -110,9 +116,14 @@ class Router:
         self._describe = describe
         self._durations: dict[tuple[str, int], Any] = {}
         self.in_flight = 0
+        # OpenTelemetry for each call (None: off); see ecsgrpc.telemetry.
+        self.telemetry = telemetry
         # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
         # per attempt. The balancer's own method (one call less per attempt).
         self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
+        # answered(sub): a response message of an attempt on ``sub`` arrived
+        # (progress, for silence detection).
+        self.answered: Callable[[Subchannel], None] = balancer.answered
         _register_in_flight(self, metrics, target)
 
     # Picking and waiting.
@@ -167,11 +178,17 @@ class Router:
                 return
 
     # Deadlines and retries.
-    def attempt_timeout(self, method: str, deadline: float | None) -> float | None:
+    def attempt_timeout(
+        self, method: str, deadline: float | None, single_response: bool = False
+    ) -> float | None:
         """The timeout to give one attempt of ``method``: what is left of the call's
-        deadline (None: no deadline). The seam for per-attempt timeouts."""
-        del method
-        return None if deadline is None else deadline - time.monotonic()
+        deadline (None: no deadline), capped by the policy's ``per_attempt_timeout``
+        for idempotent methods with a single response (gRFC A6)."""
+        left = None if deadline is None else deadline - time.monotonic()
+        cap = self._policy.per_attempt_timeout
+        if cap is None or not single_response or method not in self._idempotent:
+            return left
+        return cap if left is None else min(left, cap)
 
     def retry_pause(
         self, method: str, attempts: int, code: grpc.StatusCode, deadline: float | None

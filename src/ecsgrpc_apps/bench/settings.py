@@ -32,6 +32,9 @@ class BenchSettings:
     outage_seconds: float
     scale_rounds: int
     client_bound_servers: int = 2
+    silent_at: float = 5.0
+    silent_seconds: float = 15.0
+    silent_tail: float = 10.0
     scale_sizes: tuple[int, ...] = (10, 100, 1000)
 
     @classmethod
@@ -60,6 +63,9 @@ class BenchSettings:
             outage_seconds=s(30.0, 8.0, 1.5),
             scale_rounds=30 if not quick else max(3, int(10 * scale)),
             client_bound_servers=default_servers() if servers is None else servers,
+            silent_at=s(5.0, 2.0, 1.5),
+            silent_seconds=s(15.0, 5.0, 1.0),
+            silent_tail=s(10.0, 5.0, 1.0),
         )
 
 

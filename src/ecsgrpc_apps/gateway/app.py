@@ -104,6 +104,10 @@ def create_app(
         version="1",
         summary="HTTP face of the Workflow Agents, balanced by ecsgrpc.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (HTTP server spans and metrics, global
+        # providers; inert without the otel extra's SDK). No per-operation spans:
+        # the balanced channel's call span is the HTTP span's child.
+        telemetry={"operation_spans": False},
     )
     install_handlers(app)
     _add_routes(app, conversations, lifecycle, registry)
