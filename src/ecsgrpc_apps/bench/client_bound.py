@@ -118,7 +118,7 @@ async def run(ctx: Context) -> ScenarioResult:
         with _pinned(client_cores):
             for kind in KINDS:
                 for concurrency in CONCURRENCIES:
-                    for client in clients:  # warm-up
+                    for client in clients if not s.quick else ():  # warm-up (full runs)
                         await measure(client, kind, concurrency, min(0.3, s.overhead_seconds))
                     for round_no in range(s.overhead_rounds):
                         shift = round_no % len(clients)
