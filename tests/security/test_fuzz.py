@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.client import ChannelSecurity
-from ecsgrpc.security.server import server_security
 from ecsgrpc.security.settings import ClientSecuritySettings
 from ecsgrpc.server import server_options
+from ecsgrpc.server.security import server_security
 from ecsgrpc_apps.workflow import pb2
 from ecsgrpc_apps.workflow.client import build_request
 from ecsgrpc_apps.workflow.settings import AgentSettings

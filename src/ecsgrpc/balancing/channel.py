@@ -8,6 +8,7 @@ subchannel per endpoint, and routes each call through the current picker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -125,6 +126,9 @@ class BalancedChannel:
         self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def _resolve_now(self) -> None:
         resolve_now = getattr(self._resolver, "resolve_now", None)
@@ -181,7 +185,12 @@ class BalancedChannel:
         await self.close()
 
     async def close(self, grace: float | None = None) -> None:
-        """Stop discovery and close every connection (in-flight calls are cancelled)."""
+        """Stop discovery and close every connection.
+
+        As ``grpc.aio.Channel.close``: with ``grace`` (seconds), calls in
+        flight get that long to finish before they are cancelled; without it
+        they are cancelled now. New calls fail at once (UNAVAILABLE) either way.
+        """
         if self._closed:
             return
         self._closed = True
@@ -189,6 +198,10 @@ class BalancedChannel:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
         await self._resolver.aclose()
+        if grace is not None and grace > 0 and self._calls:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
         await self._balancer.aclose()
 
     # grpc.aio.Channel's surface.
@@ -263,6 +276,8 @@ class BalancedChannel:
     async def _pick(
         self, tried: Collection[str], deadline: float | None, wait_for_ready: bool | None
     ) -> Subchannel:
+        if self._closed:
+            raise NoEndpointAvailable(grpc.StatusCode.UNAVAILABLE, "channel is closed")
         self._ensure_started()
         while True:
             sub = self._balancer.pick(tried)
@@ -277,7 +292,11 @@ class BalancedChannel:
 
     async def _wait_or_fail(self, deadline: float | None) -> None:
         now = time.monotonic()
-        if deadline is None:
+        if deadline is None or (
+            not self._balancer.endpoint_count() and deadline > now + self._connect_timeout
+        ):
+            # Without a deadline, or while discovery has no endpoint at all (it
+            # failed, or found none): give up after connect_timeout and say why.
             deadline = now + self._connect_timeout
             code = grpc.StatusCode.UNAVAILABLE
         else:
@@ -301,8 +320,12 @@ class BalancedChannel:
         return self._credentials is not None or (self._security is not None and self._security.tls)
 
     def _describe(self) -> str:
-        """The balancer's summary plus the last connection error, with a TLS hint."""
+        """The balancer's summary, the discovery error when there is no endpoint,
+        and the last connection error with a TLS hint."""
         text = self._balancer.describe()
+        discovery_error = getattr(self._resolver, "last_error", None)
+        if discovery_error is not None and not self._balancer.endpoint_count():
+            return f"discovery failed: {discovery_error}"
         errors = [s.last_error for s in self.endpoints() if s.last_error and not s.pickable]
         if not errors:
             return text
@@ -312,9 +335,14 @@ class BalancedChannel:
     def _call_started(self) -> None:
         self._budget.record_call()
         self._in_flight.inc()
+        self._calls += 1
+        self._idle.clear()
 
     def _call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self._in_flight.dec()
+        self._calls -= 1
+        if self._calls <= 0:
+            self._idle.set()
         child = self._durations.get((method, code))
         if child is None:
             child = self._metrics.duration.labels(method, code.name)
