@@ -94,7 +94,10 @@ def _run(args: list[str]) -> int:
             from ecsgrpc.cli.probe import normalise_go_flags
 
             args = ["probe", *normalise_go_flags(args[1:])]
-        namespace = parser.parse_args(args)
+        namespace, extra = parser.parse_known_args(args)
+        if extra:
+            prog = f"ecsgrpc {command}" if command else "ecsgrpc"
+            raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")
         run = cast(Callable[[argparse.Namespace], int] | None, getattr(namespace, "run", None))
         if run is None:
             parser.print_help()

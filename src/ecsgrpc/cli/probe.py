@@ -73,14 +73,17 @@ def add_parser(commands: Any) -> CommandParser:
     parser: CommandParser = commands.add_parser(
         "probe",
         help="Check a server's grpc.health.v1 status (a grpc_health_probe drop-in).",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1] if __doc__ else None,
+        description="Check a server's grpc.health.v1 status; a drop-in for grpc_health_probe "
+        "(its one-dash flags, Go durations and exit codes), usable as an ECS healthCheck.",
         epilog="Exit codes: 0 serving, 1 invalid arguments, 2 connection failure, "
         "3 RPC failure, 4 not serving, 20 SPIFFE credentials unavailable.",
     )
     add_version(parser)
     parser.add_argument("address", nargs="?", metavar="HOST:PORT", help="Server to check.")
     _flag(parser, "addr", metavar="HOST:PORT", help="Server to check (as grpc_health_probe).")
-    _flag(parser, "service", default="", help="Service name to check ('' = whole server).")
+    _flag(
+        parser, "service", default="", help="Service name to check (default '': the whole server)."
+    )
     parser.add_argument(
         "--timeout",
         type=parse_duration,
@@ -101,7 +104,8 @@ def add_parser(commands: Any) -> CommandParser:
           help="Trust the certificate chain the server presents (INSECURE).")  # fmt: skip
     _flag(parser, "rpc-header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
           help="Metadata sent with the health RPC; repeatable.")  # fmt: skip
-    _flag(parser, "user-agent", default="grpc_health_probe", help="User-agent of the RPC.")
+    _flag(parser, "user-agent", default="grpc_health_probe", help="User-agent of the RPC "
+          "(default grpc_health_probe).")  # fmt: skip
     _flag(parser, "gzip", action="store_true", help="Compress the RPC with gzip.")
     _flag(parser, "spiffe", action="store_true",
           help="SPIFFE Workload API credentials (not available here: exit 20).")  # fmt: skip
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     if result.status is ProbeStatus.SERVING:
         sys.stdout.write(result.message + "\n")
     else:
-        _say(out, result.message)
+        fail("ecsgrpc probe", result.message, stream=out)
     return int(result.status)
 
 

@@ -44,8 +44,8 @@ class DnsResolver(PollingResolver):
         if self._hosts is not None:
             pinned = await self._hosts.lookup(self._spec.name)
             if pinned:
-                endpoints = (Endpoint(a, self._spec.port) for a in pinned)
-                return EndpointSet.of(endpoints, source=self.name)
+                pinned_endpoints = [Endpoint(a, self._spec.port) for a in pinned]
+                return EndpointSet.of(pinned_endpoints, source=self.name)
         if self._dns is None:
             self._dns = await make_dns_resolver(self._spec.nameserver)
         answer = await lookup_addresses(self._dns, self._spec.name, lifetime=self._options.timeout)

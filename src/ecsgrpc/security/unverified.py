@@ -75,7 +75,7 @@ def _presented_chain(host: str, port: int, timeout: float) -> list[bytes]:
             socket.create_connection((host, port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=host) as conn,
         ):
-            chain = conn._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+            chain = conn._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
             return [cert.public_bytes(ssl._ssl.ENCODING_DER) for cert in chain or ()]  # type: ignore[attr-defined]
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(

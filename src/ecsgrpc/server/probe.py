@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import queue
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,10 +174,11 @@ def _wait_ready(
 def _lasting_failure(error: str, target: str, *, tls: bool) -> ProbeResult | None:
     """A failure that retrying within the timeout cannot fix, as a result."""
     lowered = error.lower()
-    if "http1" in lowered or "http/1" in lowered:
+    if "http1" in lowered or "failed parsing http/2" in lowered:
+        got = "got HTTP/1.x" if _speaks_http1(target) else "it does not speak HTTP/2"
         return ProbeResult(
             ProbeStatus.CONNECTION_FAILURE,
-            f"failed to connect to {target}: not a gRPC server (got HTTP/1.x)",
+            f"failed to connect to {target}: not a gRPC server ({got})",
         )
     hint = explain_connect_error(error, tls=tls)
     if hint is None:
@@ -184,6 +186,17 @@ def _lasting_failure(error: str, target: str, *, tls: bool) -> ProbeResult | Non
     return ProbeResult(
         ProbeStatus.CONNECTION_FAILURE, f"failed to connect to {target}: {hint} ({error})"
     )
+
+
+def _speaks_http1(target: str, timeout: float = 0.5) -> bool:
+    """Whether ``target`` answers an HTTP/1.0 request with an HTTP/1.x status line."""
+    host, port = parse_host_port(target)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"HEAD / HTTP/1.0\r\nHost: probe\r\n\r\n")
+            return sock.recv(16).startswith(b"HTTP/1.")
+    except OSError:
+        return False
 
 
 def _connect_error(channel: grpc.Channel, left: float) -> str | None:

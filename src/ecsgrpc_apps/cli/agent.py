@@ -10,7 +10,7 @@ from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.logs import configure_logging
 from ecsgrpc.server import serve
-from ecsgrpc_apps.cli.flags import SettingFlags
+from ecsgrpc_apps.cli.flags import SettingFlags, check_free
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
 from ecsgrpc_apps.workflow.settings import AgentSettings
 
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     agent_values, agent_names = flags.values(args, AgentSettings)
     server_settings = load(ServerSettings, given_as=server_names, **server_values)
     agent_settings = load(AgentSettings, given_as=agent_names, **agent_values)
+    check_free(server_settings.host, server_settings.port)
     servicer = WorkflowAgentServicer(agent_settings)
     configure_logging(
         instance_id=servicer.instance_id,

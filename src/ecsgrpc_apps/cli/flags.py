@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 from ecsgrpc.envreader import env_names
+from ecsgrpc.errors import BindError
 
-__all__ = ["SettingFlags"]
+__all__ = ["SettingFlags", "check_free"]
 
 
 def _pydantic_field(cls: type, field: str) -> tuple[str, Any]:
@@ -48,7 +50,7 @@ class SettingFlags:
                 flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
-            metavar = field.rsplit("_", 1)[-1].upper() if field.endswith("seconds") else None
+            metavar = flag.lstrip("-").upper().replace("-", "_")
             self._parser.add_argument(
                 flag, dest=dest, default=None, help=help_text, metavar=metavar
             )
@@ -64,3 +66,21 @@ class SettingFlags:
                 overrides[field] = value if not isinstance(value, bool) else str(value).lower()
                 given_as[field] = flag
         return overrides, given_as
+
+
+def check_free(host: str, port: int) -> None:
+    """BindError (one line, exit 1) when ``host:port`` cannot be bound.
+
+    Checked before the server starts, so the user sees one line from us
+    rather than the server library's own log lines. (A port taken between
+    this check and the bind still fails, in the server's words.)
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

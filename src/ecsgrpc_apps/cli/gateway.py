@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import socket
 from typing import Any
 
 from ecsgrpc.cli.base import CommandParser, add_version
-from ecsgrpc.errors import BindError
 from ecsgrpc.logs import configure_logging
-from ecsgrpc_apps.cli.flags import SettingFlags
+from ecsgrpc_apps.cli.flags import SettingFlags, check_free
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.settings import load
 
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         from ecsgrpc.targets import parse_target
 
         parse_target(args.target)
-    _check_free(settings.host, settings.port)
+    check_free(settings.host, settings.port)
     configure_logging(
         instance_id=f"gateway-{socket.gethostname()}-{os.getpid()}",
         json_lines=settings.log_json,
@@ -64,18 +62,3 @@ def run(args: argparse.Namespace) -> int:
     from ecsgrpc_apps.gateway.runner import run_gateway
 
     return asyncio.run(run_gateway(settings, target=args.target))
-
-
-def _check_free(host: str, port: int) -> None:
-    """BindError (one line, exit 1) when ``host:port`` cannot be bound, as for the agent."""
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            with contextlib.suppress(Exception):
-                probe.close()
-            raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
