@@ -185,7 +185,11 @@ def run(args: argparse.Namespace) -> int:
         user_agent=args.user_agent,
         verbose=(lambda line: _say(out, line)) if args.v else None,
     )
-    result = probe(target, options=options)
+    try:
+        result = probe(target, options=options)
+    except Exception as exc:  # one line, never a traceback (stderr is silenced)
+        fail("ecsgrpc probe", f"unexpected {type(exc).__name__}: {exc}", stream=out)
+        return int(ProbeStatus.CONNECTION_FAILURE)
     if result.status is ProbeStatus.SERVING:
         sys.stdout.write(result.message + "\n")
     else:
@@ -199,14 +203,16 @@ def _say(stream: TextIO, line: str) -> None:
 
 
 def _silence_native_stderr() -> TextIO:
-    """grpc core writes its own log lines to file descriptor 2; a health check's
-    output must be the probe's one line. Point fd 2 at /dev/null for the rest of
-    this (short-lived) process and return a stream on the real stderr."""
+    """grpc core writes its own log lines to file descriptor 2, and grpc's
+    connectivity thread may print a traceback when the channel closes under it;
+    a health check's output must be the probe's one line. Point fd 2 (and
+    ``sys.stderr``) at /dev/null for the rest of this short-lived process and
+    return a stream on the real stderr for our own lines."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     sys.stderr.flush()
     real = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    sys.stderr = real
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (lives until exit)
     return real
