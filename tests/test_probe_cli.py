@@ -68,7 +68,10 @@ def test_probe_unknown_service_is_rpc_failure_3(agents: Callable[..., AgentProce
         (("probe",), "-addr not specified"),
         (("probe", "-addr=127.0.0.1:1", "-connect-timeout", "0s"), "-connect-timeout must be > 0"),
         (("probe", "-addr=127.0.0.1:1", "-rpc-timeout", "fast"), "'fast' is not a duration"),
-        (("probe", "-addr=127.0.0.1:1", "-tls-ca-cert", "ca.pem"), "-tls-ca-cert given without -tls"),
+        (
+            ("probe", "-addr=127.0.0.1:1", "-tls-ca-cert", "ca.pem"),
+            "-tls-ca-cert given without -tls",
+        ),
         (("probe", "-addr=127.0.0.1:1", "-tls-no-verify"), "-tls-no-verify given without -tls"),
         (
             ("probe", "-addr=127.0.0.1:1", "-tls", "-tls-client-cert", "c.pem"),

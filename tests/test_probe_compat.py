@@ -87,7 +87,7 @@ TABLE: list[tuple[tuple[str, ...], str, int]] = [
         ),
         "mtls",
         0,
-    ),  # fmt: skip
+    ),
     (("-addr={plain}", "-spiffe"), "plain", 20),
     (("-addr={plain}", "-tls", "-spiffe"), "plain", 1),
     (("-addr={plain}", "-tls-server-name", "x"), "plain", 1),

@@ -77,6 +77,15 @@ def _missing_extra(name: str, exc: ImportError) -> str:
     return f"this command needs {exc.name or 'a package'} (not installed){hint}"
 
 
+def _parse(parser: CommandParser, args: list[str], command: str | None) -> argparse.Namespace:
+    """Parse, naming the command (not the root) for arguments nobody knows."""
+    namespace, extra = parser.parse_known_args(args)
+    if extra:
+        prog = f"ecsgrpc {command}" if command else "ecsgrpc"
+        raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")
+    return namespace
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns (and exits with) the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -94,10 +103,7 @@ def _run(args: list[str]) -> int:
             from ecsgrpc.cli.probe import normalise_go_flags
 
             args = ["probe", *normalise_go_flags(args[1:])]
-        namespace, extra = parser.parse_known_args(args)
-        if extra:
-            prog = f"ecsgrpc {command}" if command else "ecsgrpc"
-            raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")
+        namespace = _parse(parser, args, command)
         run = cast(Callable[[argparse.Namespace], int] | None, getattr(namespace, "run", None))
         if run is None:
             parser.print_help()

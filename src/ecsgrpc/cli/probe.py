@@ -91,24 +91,55 @@ def add_parser(commands: Any) -> CommandParser:
         metavar="SECONDS",
         help="Sets both -connect-timeout and -rpc-timeout (default 1s each).",
     )
-    _flag(parser, "connect-timeout", type=parse_duration, metavar="DURATION", default=None,
-          help="Time to connect, e.g. 250ms, 1s (default 1s).")  # fmt: skip
-    _flag(parser, "rpc-timeout", type=parse_duration, metavar="DURATION", default=None,
-          help="Time for the health RPC (default 1s).")  # fmt: skip
+    _flag(
+        parser,
+        "connect-timeout",
+        type=parse_duration,
+        metavar="DURATION",
+        default=None,
+        help="Time to connect, e.g. 250ms, 1s (default 1s).",
+    )
+    _flag(
+        parser,
+        "rpc-timeout",
+        type=parse_duration,
+        metavar="DURATION",
+        default=None,
+        help="Time for the health RPC (default 1s).",
+    )
     _flag(parser, "tls", action="store_true", help="Connect with TLS.")
     _flag(parser, "tls-ca-cert", type=Path, metavar="FILE", help="CA bundle to trust (PEM).")
     _flag(parser, "tls-client-cert", type=Path, metavar="FILE", help="Client cert (mTLS, PEM).")
     _flag(parser, "tls-client-key", type=Path, metavar="FILE", help="Client key (mTLS, PEM).")
     _flag(parser, "tls-server-name", metavar="NAME", help="Name to verify in the server cert.")
-    _flag(parser, "tls-no-verify", action="store_true",
-          help="Trust the certificate chain the server presents (INSECURE).")  # fmt: skip
-    _flag(parser, "rpc-header", type=_header, action="append", default=[], metavar="'NAME: VALUE'",
-          help="Metadata sent with the health RPC; repeatable.")  # fmt: skip
-    _flag(parser, "user-agent", default="grpc_health_probe", help="User-agent of the RPC "
-          "(default grpc_health_probe).")  # fmt: skip
+    _flag(
+        parser,
+        "tls-no-verify",
+        action="store_true",
+        help="Trust the certificate chain the server presents (INSECURE).",
+    )
+    _flag(
+        parser,
+        "rpc-header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="Metadata sent with the health RPC; repeatable.",
+    )
+    _flag(
+        parser,
+        "user-agent",
+        default="grpc_health_probe",
+        help="User-agent of the RPC (default grpc_health_probe).",
+    )
     _flag(parser, "gzip", action="store_true", help="Compress the RPC with gzip.")
-    _flag(parser, "spiffe", action="store_true",
-          help="SPIFFE Workload API credentials (not available here: exit 20).")  # fmt: skip
+    _flag(
+        parser,
+        "spiffe",
+        action="store_true",
+        help="SPIFFE Workload API credentials (not available here: exit 20).",
+    )
     parser.add_argument("-v", "--verbose", dest="v", action="store_true", help="Verbose output.")
     parser.set_defaults(run=run)
     return parser

@@ -18,7 +18,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc.errors import ConfigError
 
-_DESCRIPTION = """Run ecsgrpc against gRPC's native balancing and a plain one-channel client, side by side.
+_DESCRIPTION = """Run ecsgrpc against gRPC's native balancing and a plain one-channel client,
+side by side.
 Scenarios: overhead, task_killed, rolling_deploy, scale_out, slow_task,
 discovery_outage, client_scale. Prints markdown tables and the targets.
 grpc's core logs each GOAWAY (kills, deploys) on stderr; set GRPC_VERBOSITY=ERROR
