@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecsgrpc.config import ServerSettings, load
+from ecsgrpc.config import ServerSettings, env_names, load
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.client import ChannelSecurity
 from ecsgrpc.security.settings import ClientSecuritySettings
@@ -36,7 +36,9 @@ COUNTS: Counter[str] = Counter()
 
 
 def _env_names(cls: type, prefix: str) -> list[str]:
-    return [f"{prefix}{name.upper()}" for name in cls.model_fields]  # type: ignore[attr-defined]
+    names = list(env_names(cls).values())
+    assert all(name.startswith(prefix) for name in names)
+    return names
 
 
 SERVER_VARS = _env_names(ServerSettings, "GRPC_")
