@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ecsgrpc.server.lifecycle import ServerState, can_transition
-    from ecsgrpc.server.serve import Server, ServiceSpec, serve, server_options
+    from ecsgrpc.server.server import Server, ServiceSpec, serve, server_options
 
 _EXPORTS = {
-    "Server": "ecsgrpc.server.serve",
-    "ServiceSpec": "ecsgrpc.server.serve",
-    "serve": "ecsgrpc.server.serve",
-    "server_options": "ecsgrpc.server.serve",
+    "Server": "ecsgrpc.server.server",
+    "ServiceSpec": "ecsgrpc.server.server",
+    "serve": "ecsgrpc.server.server",
+    "server_options": "ecsgrpc.server.server",
     "ServerState": "ecsgrpc.server.lifecycle",
     "can_transition": "ecsgrpc.server.lifecycle",
 }
