@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -30,8 +30,10 @@ from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
 from ecsgrpc.errors import ConfigError, NoEndpointAvailable
 from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
-from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 from ecsgrpc.security.diagnose import explain_connect_error
+
+if TYPE_CHECKING:  # loaded only when security is configured (import cost of connect())
+    from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 
 __all__ = ["BalancedChannel", "channel_options", "connect"]
 
@@ -100,7 +102,11 @@ class BalancedChannel:
         self.target = target
         self._resolver = resolver
         self._credentials = credentials
-        self._security = None if security is None else ChannelSecurity(security)
+        self._security: ChannelSecurity | None = None
+        if security is not None:
+            from ecsgrpc.security.client import ChannelSecurity
+
+            self._security = ChannelSecurity(security)
         if security is not None and security.token is not None and not self.uses_tls:
             log.warning("a bearer token is configured without TLS: it travels in plaintext")
         self._options = channel_options(options)

@@ -6,8 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 
 __all__ = ["detect_zone"]
 
@@ -32,7 +30,7 @@ async def detect_zone(timeout: float = 1.0) -> str | None:
         return None
     try:
         document = await asyncio.to_thread(_get_json, url, timeout)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # urllib's URLError is an OSError
         log.warning("could not read the task's zone from %s: %s", url, exc)
         return None
     zone = document.get("AvailabilityZone") if isinstance(document, dict) else None
@@ -40,5 +38,7 @@ async def detect_zone(timeout: float = 1.0) -> str | None:
 
 
 def _get_json(url: str, timeout: float) -> object:
+    import urllib.request  # only inside ECS, and only once per channel
+
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (checked above)
         return json.loads(response.read(_MAX_DOCUMENT_BYTES))
