@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from ecsgrpc.defaults import (
+    DEFAULT_CLIENT_KEEPALIVE_SECONDS,
+    DEFAULT_DRAIN_SECONDS,
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS,
+    NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS,
+)
 from ecsgrpc.envreader import Secret, env_names, load, setting, validate
 
 __all__ = [
@@ -25,14 +33,6 @@ __all__ = [
     "load",
 ]
 
-DEFAULT_GRPC_PORT = 50051
-# drain + grace must stay well inside ECS's stopTimeout (default 30 s): 5 + 15 = 20 s.
-DEFAULT_DRAIN_SECONDS = 5.0
-DEFAULT_GRACE_SECONDS = 15.0
-# Client keepalive (sent every 60 s) must be allowed by the server and stay
-# below the NLB's 350 s idle timeout.
-DEFAULT_CLIENT_KEEPALIVE_SECONDS = 60.0
-DEFAULT_SERVER_MIN_PING_INTERVAL_SECONDS = 30.0
 # grpc takes durations as C ints of milliseconds: at most 2**31 - 1 ms (~24.8 days).
 _MAX_GRPC_MS_SECONDS = (2**31 - 1) // 1000
 
@@ -112,9 +112,6 @@ class ServerSettings:
     def __post_init__(self) -> None:
         validate(self)
 
-
-# AWS's default TCP idle timeout of an NLB listener; client keepalives stay below it.
-NLB_DEFAULT_TCP_IDLE_TIMEOUT_SECONDS = 350.0
 
 __all__ += [
     "DEFAULT_CLIENT_KEEPALIVE_SECONDS",

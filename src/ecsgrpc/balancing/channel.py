@@ -26,7 +26,7 @@ from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.balancing.zone import detect_zone
-from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
+from ecsgrpc.defaults import DEFAULT_CLIENT_KEEPALIVE_SECONDS
 from ecsgrpc.errors import ConfigError, NoEndpointAvailable
 from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
