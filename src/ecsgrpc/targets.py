@@ -1,4 +1,4 @@
-"""Parse a target string into a resolver spec (DESIGN.md, "Targets").
+"""Parse a target string into a resolver spec (docs/discovery.md).
 
 Grammar (``|`` separates the links of a fallback chain)::
 
