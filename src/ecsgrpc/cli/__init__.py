@@ -104,6 +104,7 @@ def _run(args: list[str]) -> int:
 
             args = ["probe", *normalise_go_flags(args[1:])]
         namespace = _parse(parser, args, command)
+        namespace.argv = tuple(args)  # how the user spelled each flag (errors name it so)
         run = cast(Callable[[argparse.Namespace], int] | None, getattr(namespace, "run", None))
         if run is None:
             parser.print_help()

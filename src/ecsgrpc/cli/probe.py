@@ -145,6 +145,20 @@ def add_parser(commands: Any) -> CommandParser:
     return parser
 
 
+def _name(args: argparse.Namespace, flag: str) -> str:
+    """``flag`` as the user spelled it (``--flag`` or ``-flag``); a flag not typed
+    takes the style of the ones that were (grpc_health_probe's one dash by default)."""
+    typed: tuple[str, ...] = getattr(args, "argv", ())
+    double, single = f"--{flag}", f"-{flag}"
+    if any(a == double or a.startswith(double + "=") for a in typed):
+        return double
+    if any(a == single or a.startswith(single + "=") for a in typed):
+        return single
+    if any(a.startswith("--") and a != "--timeout" for a in typed):
+        return double
+    return single
+
+
 def _check(args: argparse.Namespace) -> str:
     """The target; UsageError (exit 1) for grpc_health_probe's invalid combinations."""
     if args.address and args.addr and args.address != args.addr:
@@ -155,32 +169,30 @@ def _check(args: argparse.Namespace) -> str:
     for flag in ("timeout", "connect_timeout", "rpc_timeout"):
         value = getattr(args, flag)
         if value is not None and not value > 0:
-            name = "--timeout" if flag == "timeout" else "-" + flag.replace("_", "-")
+            name = "--timeout" if flag == "timeout" else _name(args, flag.replace("_", "-"))
             raise UsageError("ecsgrpc probe", f"{name} must be > 0 (got {value:g})")
-    tls_only = {
-        "tls_no_verify": args.tls_no_verify,
-        "tls_ca_cert": args.tls_ca_cert,
-        "tls_client_cert": args.tls_client_cert,
-        "tls_server_name": args.tls_server_name,
-    }
-    for flag, value in tls_only.items():
-        if value and not args.tls:
-            raise UsageError("ecsgrpc probe", f"-{flag.replace('_', '-')} given without -tls")
-    if args.tls_client_key and not args.tls:
-        raise UsageError("ecsgrpc probe", "-tls-client-key given without -tls")
-    if bool(args.tls_client_cert) != bool(args.tls_client_key):
-        given, missing = (
-            ("-tls-client-cert", "-tls-client-key")
-            if args.tls_client_cert
-            else ("-tls-client-key", "-tls-client-cert")
-        )
-        raise UsageError("ecsgrpc probe", f"{given} given without {missing}")
-    if args.tls_no_verify and (args.tls_ca_cert or args.tls_server_name):
-        other = "-tls-ca-cert" if args.tls_ca_cert else "-tls-server-name"
-        raise UsageError("ecsgrpc probe", f"cannot give {other} with -tls-no-verify")
-    if args.tls and args.spiffe:
-        raise UsageError("ecsgrpc probe", "-tls and -spiffe cannot be combined")
+    _check_tls(args)
     return str(target)
+
+
+def _check_tls(args: argparse.Namespace) -> None:
+    def n(flag: str) -> str:
+        return _name(args, flag)
+
+    tls_only = ("tls-no-verify", "tls-ca-cert", "tls-client-cert", "tls-client-key")
+    for flag in (*tls_only, "tls-server-name"):
+        if getattr(args, flag.replace("-", "_")) and not args.tls:
+            raise UsageError("ecsgrpc probe", f"{n(flag)} given without {n('tls')}")
+    if bool(args.tls_client_cert) != bool(args.tls_client_key):
+        given, missing = ("tls-client-cert", "tls-client-key")
+        if not args.tls_client_cert:
+            given, missing = missing, given
+        raise UsageError("ecsgrpc probe", f"{n(given)} given without {n(missing)}")
+    if args.tls_no_verify and (args.tls_ca_cert or args.tls_server_name):
+        other = "tls-ca-cert" if args.tls_ca_cert else "tls-server-name"
+        raise UsageError("ecsgrpc probe", f"cannot give {n(other)} with {n('tls-no-verify')}")
+    if args.tls and args.spiffe:
+        raise UsageError("ecsgrpc probe", f"{n('tls')} and {n('spiffe')} cannot be combined")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         fail("ecsgrpc probe", "no SPIFFE Workload API client here; use -tls with files", stream=out)
         return 20
     from ecsgrpc.security.client_tls import ClientTls
-    from ecsgrpc.server.probe import PROBE_TLS_FLAGS, ProbeOptions, ProbeStatus, probe
+    from ecsgrpc.server.probe import ProbeOptions, ProbeStatus, probe
 
     default = 1.0 if args.timeout is None else args.timeout
     tls = (
@@ -200,7 +212,12 @@ def run(args: argparse.Namespace) -> int:
             cert=args.tls_client_cert,
             key=args.tls_client_key,
             server_name=args.tls_server_name,
-            names=PROBE_TLS_FLAGS,
+            names=(
+                _name(args, "tls-ca-cert"),
+                _name(args, "tls-client-cert"),
+                _name(args, "tls-client-key"),
+                _name(args, "tls-server-name"),
+            ),
         )
         if args.tls
         else None
