@@ -50,7 +50,11 @@ class SettingFlags:
                 flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
-            metavar = flag.lstrip("-").upper().replace("-", "_")
+            metavar = (
+                "SECONDS"
+                if field.endswith("seconds")
+                else flag.lstrip("-").upper().replace("-", "_")
+            )
             self._parser.add_argument(
                 flag, dest=dest, default=None, help=help_text, metavar=metavar
             )
