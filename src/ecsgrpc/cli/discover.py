@@ -48,7 +48,11 @@ def add_parser(commands: Any) -> CommandParser:
     parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON.")
     parser.add_argument("--watch", action="store_true", help="Print each change until Ctrl-C.")
     parser.add_argument(
-        "--timeout", type=_seconds, default=5.0, help="Seconds for each lookup or API call."
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="Time for each lookup or API call (default 5).",
     )
     parser.set_defaults(run=run)
     return parser

@@ -28,8 +28,8 @@ def _speed(text: str) -> float:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535; 0: any free one)")
     return int(text)
 
 
@@ -48,7 +48,7 @@ def add_parser(commands: Any) -> CommandParser:
         "--keep-running", action="store_true", help="Leave the stack up (Ctrl-C stops it)."
     )
     parser.add_argument(
-        "--port", type=_port, default=8080, help="Gateway port (a free one if taken)."
+        "--port", type=_port, default=8080, help="Gateway port (default 8080; a free one if taken)."
     )
     parser.add_argument(
         "--speed", type=_speed, default=1.0, help="Scale every phase (1 = about a minute)."
