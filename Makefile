@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto clean install
+.PHONY: demo test lint typecheck unit proto clean install system-deps core-only
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,26 +16,50 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/ecsgrpc demo
+# The demo installs only what it runs (the `local` extra), in its own venv.
+DEMO_VENV  := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/pip install --quiet -e '.[local]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/ecsgrpc demo
+
+# System packages the tests use: installed when possible, else one line and stop.
+system-deps:
+	@scripts/system_deps.sh
+
+# A venv with only the library's core dependencies: connect() on a static
+# target and `ecsgrpc probe` against a real agent work there.
+CORE_VENV := .venv-core
+
+core-only: $(STAMP)
+	rm -rf $(CORE_VENV)
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/pip install --quiet .
+	$(BIN)/python scripts/core_only_check.py $(CORE_VENV)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts $(wildcard bench)
-	$(BIN)/ruff format --check src tests scripts $(wildcard bench)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
-test: lint typecheck unit checkov
+test: system-deps lint typecheck unit core-only checkov
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CORE_VENV) $(DEMO_VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # checkov has heavy, conflicting dependencies: it gets its own venv.
 CHECKOV_VENV := .venv-checkov

@@ -50,7 +50,7 @@ def test_settings_rule(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], exp
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("WORKFLOW_SERVICE_TARGET", "dns:///agent.local"),
+        ("WORKFLOW_SERVICE_TARGET", "dns:///agent.local:x"),
         ("WORKFLOW_SERVICE_HOST", "bad host"),
         ("WORKFLOW_SERVICE_PORT", "70000"),
     ],

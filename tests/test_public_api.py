@@ -27,3 +27,222 @@ def test_the_probe_does_not_import_the_heavy_stacks() -> None:
         [sys.executable, "-c", check], capture_output=True, text=True, timeout=30
     )
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def _ecsgrpc_types(annotation: object) -> set[type]:
+    """Classes from ecsgrpc named anywhere in an annotation."""
+    import typing
+
+    found: set[type] = set()
+    if isinstance(annotation, type) and annotation.__module__.startswith("ecsgrpc"):
+        found.add(annotation)
+    for arg in typing.get_args(annotation):
+        found |= _ecsgrpc_types(arg)
+    return found
+
+
+def test_every_type_in_a_public_signature_is_exported() -> None:
+    import inspect
+    import typing
+
+    exported = {getattr(ecsgrpc, n) for n in ecsgrpc.__all__}
+    callables = [
+        ecsgrpc.connect,
+        ecsgrpc.BalancedChannel.__init__,
+        ecsgrpc.BalancedChannel.endpoints,
+        ecsgrpc.serve,
+        ecsgrpc.Server.__init__,
+        ecsgrpc.resolve,
+        ecsgrpc.register_scheme,
+        ecsgrpc.register_policy,
+        ecsgrpc.parse_target,
+    ]
+    missing: set[str] = set()
+    for fn in callables:
+        module = sys.modules[fn.__module__]
+        from prometheus_client import CollectorRegistry
+
+        from ecsgrpc.security.client import ChannelSecurity
+
+        # Names some modules import only for type checking (kept out of connect()'s cost).
+        lazy = {n: getattr(ecsgrpc, n) for n in ecsgrpc.__all__}
+        names = {**lazy, **vars(module), "CollectorRegistry": CollectorRegistry}
+        names.setdefault("ChannelSecurity", ChannelSecurity)
+        hints = typing.get_type_hints(fn, names)
+        for annotation in hints.values():
+            for cls in _ecsgrpc_types(annotation):
+                if cls not in exported and not cls.__name__.endswith("Spec"):
+                    missing.add(f"{cls.__module__}.{cls.__name__} (in {fn.__qualname__})")
+        assert inspect.signature(fn)
+    assert not missing, sorted(missing)
+
+
+def test_the_library_never_imports_the_apps() -> None:
+    """A static scan: no module of src/ecsgrpc imports ecsgrpc_apps (not even lazily)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(ecsgrpc.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
+                names = [a.value for a in node.args if isinstance(a, ast.Constant)]  # type: ignore[misc]
+            for name in names:
+                if str(name).split(".")[0] == "ecsgrpc_apps":
+                    offenders.append(f"{path.relative_to(root.parent)}:{node.lineno} {name}")
+    assert not offenders, offenders
+
+
+LAZY_CHECK = """
+import sys
+import ecsgrpc
+channel = ecsgrpc.connect({target!r})
+heavy = sorted(m for m in ({modules}) if m in sys.modules)
+print('LOADED', heavy)
+"""
+
+
+def _loaded(target: str, modules: tuple[str, ...]) -> str:
+    code = LAZY_CHECK.format(target=target, modules=", ".join(repr(m) for m in modules) + ",")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+HEAVY = (
+    "aiobotocore",
+    "botocore",
+    "aiohttp",
+    "httpx",
+    "pydantic",
+    "pydantic_settings",
+    "rich",
+    "typer",
+    "fastapi",
+    "ecsgrpc_apps",
+)  # (not grpc_reflection: grpcio's own __init__ imports it when installed)
+
+
+def test_connect_on_a_static_target_loads_no_extra_and_no_dns() -> None:
+    out = _loaded("static:///127.0.0.1:1", (*HEAVY, "dns.asyncresolver", "ecsgrpc.resolvers.dns"))
+    assert "LOADED []" in out, out
+
+
+def test_connect_on_a_dns_target_loads_dnspython_but_no_extra() -> None:
+    out = _loaded("dns:///localhost:1", (*HEAVY, "ecsgrpc.resolvers.cloudmap"))
+    assert "LOADED []" in out, out
+
+
+# Import name -> the distribution that provides it, for the declared-imports check.
+DISTRIBUTIONS = {
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+    "google": "protobuf",
+    "dns": "dnspython",
+    "prometheus_client": "prometheus-client",
+    "aiobotocore": "aiobotocore",
+    "botocore": "botocore",
+    "aiohttp": "aiohttp",
+    "boto3": "boto3",
+    "moto": "moto",
+    "fastapi": "fastapi",
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "pydantic": "pydantic",
+    "pydantic_settings": "pydantic-settings",
+    "httpx": "httpx",
+    "rich": "rich",
+    "matplotlib": "matplotlib",
+    "opentelemetry": "opentelemetry-api",
+    "xds": "xds-protos",
+    "envoy": "xds-protos",
+    "udpa": "xds-protos",
+    "validate": "xds-protos",
+}
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Top-level third-party imports of a package: name -> files importing it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(ecsgrpc.__file__).parent.parent / package
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        if "_proto" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("ecsgrpc", "ecsgrpc_apps"):
+                    found.setdefault(top, set()).add(str(path.relative_to(root.parent)))
+    return found
+
+
+def _requirements() -> tuple[set[str], set[str]]:
+    """(core distributions, distributions of any extra) as pyproject declares them."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads(
+        (Path(ecsgrpc.__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    )["project"]
+
+    def name(req: str) -> str:
+        return re.split(r"[<>=!\[; ]", req, maxsplit=1)[0].lower()
+
+    core = {name(r) for r in project["dependencies"]}
+    extras = {name(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    return core, extras
+
+
+# Library modules that may import an extra's package, loaded only when used.
+LIBRARY_EXTRAS = {
+    "aiobotocore": "aws",
+    "botocore": "aws",
+    "aiohttp": "aws",
+    "grpc_reflection": "agent",
+}
+
+
+def test_every_import_is_declared() -> None:
+    core, extras = _requirements()
+    undeclared = []
+    for package in ("ecsgrpc", "ecsgrpc_apps"):
+        for top, files in sorted(_imports(package).items()):
+            dist = DISTRIBUTIONS.get(top)
+            assert dist is not None, (
+                f"{top} (imported by {sorted(files)}) has no known distribution"
+            )
+            allowed = core if package == "ecsgrpc" and top not in LIBRARY_EXTRAS else core | extras
+            if dist not in allowed:
+                undeclared.append(f"{top} -> {dist} ({sorted(files)[0]})")
+    assert not undeclared, undeclared
+
+
+def test_the_core_is_only_what_the_library_needs() -> None:
+    core, _ = _requirements()
+    assert core == {
+        "grpcio",
+        "grpcio-health-checking",
+        "protobuf",
+        "dnspython",
+        "prometheus-client",
+    }

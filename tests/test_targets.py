@@ -15,6 +15,7 @@ from ecsgrpc.targets import (
     EcsSpec,
     SrvSpec,
     StaticSpec,
+    TargetSpec,
     parse_target,
 )
 
@@ -111,7 +112,16 @@ def test_chain_of_the_default_target() -> None:
         (":50051", "empty host"),
         ("agent:http", "not a number"),
         ("foo://a/b", "unknown scheme 'foo'"),
-        ("dns:///agent.local", "missing port"),
+        ("dns:///agent.local:x", "not a number"),
+        ("ipv4:10.0.0.1:1,::1", "is not an IPv4 address"),
+        ("ipv4:agent:50051", "is not an IPv4 address"),
+        ("ipv6:10.0.0.1", "is not an IPv6 address"),
+        ("ipv4:", "needs an address"),
+        ("ipv4:10.0.0.1:1,10.0.0.1:1", "listed twice"),
+        ("unix:", "missing socket path"),
+        ("unix://relative.sock", "absolute path"),
+        ("unix:/" + "x" * 200, "longer than 107 bytes"),
+        ("dns:a..b:1", "not a valid DNS name"),
         ("dns:///", "missing name:port"),
         ("dns://ns.example:53/a.b:1", "must be an IP address"),
         ("dns:///a..b:1", "not a valid DNS name"),
@@ -150,8 +160,45 @@ def test_bad_targets_say_what_is_wrong(target: str, says: str) -> None:
 
 
 def test_bad_link_in_chain_quotes_the_whole_chain() -> None:
-    with pytest.raises(ConfigError, match=r"'cloudmap://ns/svc\|dns:///x'.*missing port"):
-        parse_target("cloudmap://ns/svc|dns:///x")
+    with pytest.raises(ConfigError, match=r"'cloudmap://ns/svc\|dns:///x:y'.*not a number"):
+        parse_target("cloudmap://ns/svc|dns:///x:y")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        # gRPC's naming (its doc/naming.md), with its default port 443.
+        ("dns:///agent.local", DnsSpec("agent.local", 443, None, "dns:///agent.local")),
+        ("dns:agent.local:50051", DnsSpec("agent.local", 50051, None, "dns:agent.local:50051")),
+        ("dns:agent.local", DnsSpec("agent.local", 443, None, "dns:agent.local")),
+        ("ipv4:10.0.0.1", StaticSpec((("10.0.0.1", 443),), target="ipv4:10.0.0.1")),
+        (
+            "ipv4:10.0.0.1:1,10.0.0.2",
+            StaticSpec((("10.0.0.1", 1), ("10.0.0.2", 443)), target="ipv4:10.0.0.1:1,10.0.0.2"),
+        ),
+        (
+            "ipv6:[::1]:50051,fd00::2",
+            StaticSpec((("::1", 50051), ("fd00::2", 443)), target="ipv6:[::1]:50051,fd00::2"),
+        ),
+        ("ipv6:::1", StaticSpec((("::1", 443),), target="ipv6:::1")),
+        (
+            "unix:/run/agent.sock",
+            StaticSpec((("unix:/run/agent.sock", 0),), "unix:/run/agent.sock"),
+        ),
+        ("unix:agent.sock", StaticSpec((("unix:agent.sock", 0),), "unix:agent.sock")),
+        ("unix:///run/a.sock", StaticSpec((("unix:/run/a.sock", 0),), "unix:///run/a.sock")),
+        ("unix-abstract:agent", StaticSpec((("unix-abstract:agent", 0),), "unix-abstract:agent")),
+    ],
+)
+def test_grpc_target_names(target: str, expected: TargetSpec) -> None:
+    assert parse_target(target) == expected
+
+
+def test_a_socket_endpoint_is_its_own_address() -> None:
+    from ecsgrpc.endpoints import Endpoint
+
+    assert Endpoint("unix:/run/agent.sock", 0).address == "unix:/run/agent.sock"
+    assert Endpoint("::1", 443).address == "[::1]:443"
 
 
 _SCHEMES = st.sampled_from(

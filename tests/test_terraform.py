@@ -206,8 +206,8 @@ def test_agent_environment_is_what_the_server_reads(
     env = env_of(container(ev, "agent"))
     assert env["GRPC_HOST"] == "0.0.0.0"
     assert env["GRPC_PORT"] == str(config.DEFAULT_GRPC_PORT)
-    prefix = str(ServerSettings.model_config["env_prefix"])
-    fields = {f"{prefix}{name}".upper() for name in ServerSettings.model_fields}
+    prefix = ServerSettings.ENV_PREFIX
+    fields = set(config.env_names(ServerSettings).values())
     assert {k for k in env if k.startswith(prefix)} <= fields, set(env) - fields
     for key in fields:
         monkeypatch.delenv(key, raising=False)

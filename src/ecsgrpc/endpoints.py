@@ -28,6 +28,10 @@ ATTR_WEIGHT = "weight"
 ATTR_HEALTH = "health"  # as reported by the source (e.g. Cloud Map HEALTHY/UNHEALTHY)
 
 
+# Endpoints that are sockets, not IP addresses: grpc takes these names as they are.
+_SOCKET_SCHEMES = ("unix:", "unix-abstract:")
+
+
 def _freeze(attrs: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(sorted((attrs or {}).items())))
 
@@ -51,7 +55,10 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        """``host:port``, with IPv6 hosts bracketed, as grpc expects."""
+        """``host:port``, with IPv6 hosts bracketed, as grpc expects; a Unix
+        socket endpoint (``unix:PATH``/``unix-abstract:NAME``, port 0) is its host."""
+        if self.port == 0 and self.host.startswith(_SOCKET_SCHEMES):
+            return self.host
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "BindError",
     "ConfigError",
     "EcsGrpcError",
     "NoEndpointAvailable",
@@ -24,6 +25,11 @@ class EcsGrpcError(Exception):
 
 class ConfigError(EcsGrpcError, ValueError):
     """A target, setting or argument is invalid. The message names the value."""
+
+
+class BindError(ConfigError):
+    """A server cannot listen on its address (in use, not local, no permission).
+    Commands report it in one line and exit 1."""
 
 
 class ResolutionError(EcsGrpcError):

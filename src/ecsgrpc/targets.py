@@ -1,16 +1,27 @@
-"""Parse a target string into a resolver spec (DESIGN.md, "Targets").
+"""Parse a target string into a resolver spec (docs/discovery.md).
 
 Grammar (``|`` separates the links of a fallback chain)::
 
     host:port | [v6]:port                      one fixed endpoint
     static:///h1:p1,h2:p2                      fixed list
-    dns:///name:port                           A/AAAA records, TTL honoured
-    dns://NS_IP[:NS_PORT]/name:port            ... asking that nameserver
+    dns:///name[:port]  dns:name[:port]        A/AAAA records, TTL honoured; names in
+                                               /etc/hosts answer first (as for grpc)
+    dns://NS_IP[:NS_PORT]/name[:port]          ... asking that nameserver only
     dns+srv:///_grpc._tcp.name                 SRV records (host and port per record)
     dns+srv://NS_IP[:NS_PORT]/_grpc._tcp.name  ... asking that nameserver
     cloudmap://NAMESPACE/SERVICE?health=H&port=P&poll=S&attr.KEY=VALUE
     ecs://CLUSTER/SERVICE?port=P&poll=S
     A|B                                        B is asked when A errors
+
+gRPC's own names (its ``doc/naming.md``) are accepted too, as fixed lists::
+
+    ipv4:ADDR[:port][,ADDR[:port],...]         IPv4 literals
+    ipv6:ADDR[,[ADDR]:port,...]                IPv6 literals (bracketed with a port)
+    unix:path  unix:///absolute/path           a Unix domain socket
+    unix-abstract:name                         a Linux abstract socket
+
+Where gRPC has a default port (``dns:``, ``ipv4:``, ``ipv6:``) it is 443, as
+in gRPC; a bare ``host:port`` still needs its port.
 
 :func:`parse_target` returns a frozen spec per scheme and raises
 :class:`~ecsgrpc.errors.ConfigError` (quoting the target and saying what is
@@ -31,16 +42,19 @@ from ecsgrpc.targets_util import parse_host_port, parse_port
 
 __all__ = [
     "CLOUDMAP_HEALTH_FILTERS",
+    "GRPC_DEFAULT_PORT",
     "DEFAULT_CLOUDMAP_HEALTH",
     "DEFAULT_CLOUDMAP_POLL_SECONDS",
     "DEFAULT_ECS_POLL_SECONDS",
     "ChainSpec",
     "CloudMapSpec",
+    "CustomSpec",
     "DnsSpec",
     "EcsSpec",
     "SrvSpec",
     "StaticSpec",
     "TargetSpec",
+    "add_scheme",
     "parse_target",
 ]
 
@@ -59,6 +73,10 @@ DEFAULT_ECS_POLL_SECONDS = 10.0
 _MIN_POLL_SECONDS = 0.05
 _MAX_POLL_SECONDS = 3600.0
 _DNS_DEFAULT_PORT = 53
+# gRPC's default port for dns:, ipv4: and ipv6: targets without one.
+GRPC_DEFAULT_PORT = 443
+# gRPC's scheme forms written without "//" (``dns:host:port``, ``ipv4:1.2.3.4``).
+_GRPC_OPAQUE = ("ipv4", "ipv6", "unix", "unix-abstract", "dns")
 
 # Cloud Map's own patterns: namespace and service names, attribute keys/values.
 _NAMESPACE = re.compile(r"^[!-~]{1,1024}$")
@@ -133,7 +151,16 @@ class ChainSpec:
     target: str = ""
 
 
-LinkSpec = StaticSpec | DnsSpec | SrvSpec | CloudMapSpec | EcsSpec
+@dataclass(frozen=True, slots=True)
+class CustomSpec:
+    """A target of a scheme added with :func:`ecsgrpc.register_scheme`; its
+    resolver factory parses ``target`` itself."""
+
+    scheme: str
+    target: str
+
+
+LinkSpec = StaticSpec | DnsSpec | SrvSpec | CloudMapSpec | EcsSpec | CustomSpec
 TargetSpec = LinkSpec | ChainSpec
 
 
@@ -156,14 +183,21 @@ def parse_target(target: str) -> TargetSpec:
 
 
 def _parse_link(text: str, whole: str) -> LinkSpec:
+    head, colon, tail = text.partition(":")
+    if colon and head.lower() in _GRPC_OPAQUE and not tail.startswith("//"):
+        return _parse_opaque(head.lower(), tail, text, whole)
+    if head.lower() == "unix" and tail.startswith("//"):
+        return _unix_spec("unix", tail[2:], text, whole, absolute=True)
     scheme, sep, rest = text.partition("://")
     if not sep:
         if "/" in text or "?" in text:
             raise ConfigError(f"{whole!r}: {text!r} is not host:port nor scheme://...")
         return StaticSpec((_host_port(text, whole),), target=text)
+    if scheme.lower() in _CUSTOM_SCHEMES:
+        return CustomSpec(scheme.lower(), text)
     parser = _PARSERS.get(scheme.lower())
     if parser is None:
-        known = ", ".join(sorted(_PARSERS))
+        known = ", ".join(sorted({*_PARSERS, *_CUSTOM_SCHEMES}))
         raise ConfigError(f"{whole!r}: unknown scheme {scheme!r} (known: {known})")
     if not text.isascii() or any(c.isspace() or ord(c) < 32 for c in text):
         raise ConfigError(f"{whole!r}: spaces and non-ASCII characters are not allowed")
@@ -172,6 +206,51 @@ def _parse_link(text: str, whole: str) -> LinkSpec:
     authority, _, path_query = rest.partition("/")
     path, _, query = path_query.partition("?")
     return parser(_Parts(whole, text, authority, path, query))
+
+
+def _parse_opaque(scheme: str, rest: str, text: str, whole: str) -> LinkSpec:
+    """gRPC's ``scheme:rest`` forms (no ``//``)."""
+    if scheme in ("unix", "unix-abstract"):
+        return _unix_spec(scheme, rest, text, whole, absolute=False)
+    if not rest or not text.isascii() or any(c.isspace() for c in text):
+        raise ConfigError(f"{whole!r}: {scheme}: needs an address after the colon")
+    if scheme == "dns":
+        host, port = _host_port(rest, whole, default_port=GRPC_DEFAULT_PORT)
+        parts = _Parts(whole, text, "", rest, "")
+        return DnsSpec(_dns_name(host, parts), port, None, target=text)
+    version = 4 if scheme == "ipv4" else 6
+    addresses = tuple(_ip_literal(item, version, whole) for item in rest.split(","))
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(f"{whole!r}: an address is listed twice")
+    return StaticSpec(addresses, target=text)
+
+
+def _ip_literal(item: str, version: int, whole: str) -> tuple[str, int]:
+    host, port = _host_port(item, whole, default_port=GRPC_DEFAULT_PORT)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is None or ip.version != version:
+        raise ConfigError(f"{whole!r}: {host!r} is not an IPv{version} address")
+    return host, port
+
+
+def _unix_spec(scheme: str, path: str, text: str, whole: str, *, absolute: bool) -> StaticSpec:
+    """A socket path as grpc takes it: ``unix:PATH`` or ``unix-abstract:NAME``."""
+    if not path:
+        raise ConfigError(f"{whole!r}: missing socket path after {scheme}:")
+    if absolute and not path.startswith("/"):
+        raise ConfigError(f"{whole!r}: unix:// needs an absolute path (unix:///run/app.sock)")
+    if "\x00" in path or "|" in path or "," in path:
+        raise ConfigError(f"{whole!r}: {path!r} is not a usable socket path")
+    if scheme == "unix" and len(path.encode()) > _MAX_UNIX_PATH:
+        raise ConfigError(f"{whole!r}: socket path longer than {_MAX_UNIX_PATH} bytes")
+    return StaticSpec(((f"{scheme}:{path}", 0),), target=text)
+
+
+# sun_path holds 108 bytes on Linux, the terminating NUL included.
+_MAX_UNIX_PATH = 107
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +290,7 @@ def _parse_dns(p: _Parts) -> DnsSpec:
     _no_query(p)
     if not p.path:
         raise p.fail("missing name:port after dns:///")
-    host, port = _host_port(p.path, p.whole)
+    host, port = _host_port(p.path, p.whole, default_port=GRPC_DEFAULT_PORT)
     return DnsSpec(_dns_name(host, p), port, _nameserver(p), target=p.text)
 
 
@@ -326,3 +405,23 @@ _PARSERS: dict[str, Callable[[_Parts], LinkSpec]] = {
     "cloudmap": _parse_cloudmap,
     "ecs": _parse_ecs,
 }
+
+# Schemes added at run time (ecsgrpc.resolvers.registry.register_scheme).
+_CUSTOM_SCHEMES: set[str] = set()
+_SCHEME_NAME = re.compile(r"^[a-z][a-z0-9+.-]{0,31}$")
+RESERVED_SCHEMES = frozenset({*_PARSERS, *_GRPC_OPAQUE, "xds"})
+
+
+def add_scheme(scheme: str) -> str:
+    """Let :func:`parse_target` accept ``scheme://...`` as a :class:`CustomSpec`.
+
+    Returns the scheme in lower case. Raises ConfigError for an invalid name or
+    one of the built-in (or gRPC's) schemes.
+    """
+    name = scheme.lower() if isinstance(scheme, str) else ""
+    if not _SCHEME_NAME.match(name):
+        raise ConfigError(f"scheme {scheme!r} must match [a-z][a-z0-9+.-]*")
+    if name in RESERVED_SCHEMES:
+        raise ConfigError(f"scheme {name!r} is built in and cannot be replaced")
+    _CUSTOM_SCHEMES.add(name)
+    return name

@@ -30,10 +30,25 @@ class ManualResolver:
         self._changed = asyncio.Event()
         self._closed = False
         self._version = 0
+        self._error: ResolutionError | None = None
+        self.resolve_now_calls = 0
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def last_error(self) -> ResolutionError | None:
+        """What :meth:`fail` set; cleared by :meth:`update`."""
+        return self._error
+
+    def fail(self, message: str) -> None:
+        """Report a discovery error (the last-known-good snapshot stays published)."""
+        self._error = ResolutionError(message)
+
+    def resolve_now(self) -> None:
+        """Counted only: a manual resolver has nothing to re-resolve."""
+        self.resolve_now_calls += 1
 
     @property
     def current(self) -> EndpointSet:
@@ -42,6 +57,7 @@ class ManualResolver:
     def update(self, endpoints: Iterable[Endpoint]) -> None:
         """Publish a new snapshot to every watcher (no-op when nothing changed)."""
         new = EndpointSet.of(endpoints, source=self._name)
+        self._error = None
         if new == self._current:
             return
         self._current = new

@@ -152,6 +152,16 @@ async def test_no_ready_agent_is_503_after_the_endpoint_wait() -> None:
         assert took < 2.0, took
 
 
+async def test_the_503_says_why_discovery_has_no_agent() -> None:
+    # The real cause (here: no AWS region) reaches the HTTP client, not only a log line.
+    async with running_gateway([], endpoint_wait_seconds=0.3) as gw, gw.http() as http:
+        gw.resolver.fail("cloudmap: discover_instances: NoRegionError: You must specify a region.")
+        response = await http.post("/v1/conversations", json=conversation("hi"))
+    error = _assert_error(response, 503, "no_endpoint")
+    assert "discovery failed" in str(error["message"])
+    assert "You must specify a region" in str(error["message"])
+
+
 async def test_a_client_that_leaves_an_sse_stream_cancels_the_agent_call(
     agents: Callable[..., AgentProcess],
 ) -> None:

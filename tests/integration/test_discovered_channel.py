@@ -84,7 +84,18 @@ async def test_cloudmap_discovery_follows_registration_and_survives_a_kill(
             )
             first_traffic = time.monotonic() - registered
         outcomes = await load.stop()
-    assert [o for o in outcomes if o.error] == []
+    # What can be promised when a task dies mid-call: unary calls are retried
+    # elsewhere (nothing of them reached the caller), a stream that had not
+    # sent anything yet is retried too, and a stream that had is never
+    # replayed (it ends with StreamInterrupted; the caller saw no duplicate).
+    assert [o for o in outcomes if o.kind == "unary" and o.error] == []
+    streams = [o for o in outcomes if o.kind == "stream"]
+    assert [o for o in streams if o.error and not o.sequences] == []
+    assert [o for o in streams if o.error and not o.interrupted] == []
+    for stream in streams:
+        assert stream.sequences == sorted(set(stream.sequences)), stream.sequences
+    # Only streams in flight on the killed task may end early: at most one per stream worker.
+    assert len([o for o in streams if o.error]) <= 4
     assert first_traffic <= POLL + 1.0
 
 

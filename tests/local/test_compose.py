@@ -9,7 +9,6 @@ real agent (and a real HTTP server) on loopback.
 from __future__ import annotations
 
 import http.server
-import inspect
 import json
 import re
 import subprocess
@@ -21,7 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
 import ecsgrpc.config
 from tests.support.agents import AgentProcess
@@ -54,12 +52,12 @@ def parse_dockerfile(text: str) -> list[tuple[str, str]]:
 
 
 def settings_env_names() -> set[str]:
-    """Every env var a settings class in ecsgrpc.config reads (prefix + field name)."""
-    names = set()
-    for _, cls in inspect.getmembers(ecsgrpc.config, inspect.isclass):
-        if issubclass(cls, BaseSettings) and cls is not BaseSettings:
-            prefix = str(cls.model_config.get("env_prefix", ""))
-            names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
+    """Every env var the server's and the agent's settings read (prefix + field name)."""
+    from ecsgrpc_apps.workflow.settings import AgentSettings, ClientSettings
+
+    names: set[str] = set()
+    for cls in (ecsgrpc.config.ServerSettings, AgentSettings, ClientSettings):
+        names |= set(ecsgrpc.config.env_names(cls).values())
     return names
 
 
@@ -107,9 +105,7 @@ def test_compose_env_vars_are_ones_the_settings_read(compose: dict[str, Any]) ->
     assert agent_env["GRPC_PORT"] == "50051"
     assert set(agent_env) <= known, set(agent_env) - known
     # Values the settings accept, checked by the settings themselves.
-    server = ecsgrpc.config.ServerSettings(
-        **{k[len("GRPC_") :].lower(): v for k, v in agent_env.items() if k.startswith("GRPC_")}
-    )
+    server = ecsgrpc.config.load(ecsgrpc.config.ServerSettings, env=agent_env)
     assert server.port == 50051 and server.host == "0.0.0.0"
     # drain + grace fit in compose's stop_grace_period (ECS's stopTimeout).
     grace = compose["services"]["workflow-agent"]["stop_grace_period"]

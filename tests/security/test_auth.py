@@ -12,11 +12,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ecsgrpc.config import ServerSettings
 from ecsgrpc.endpoints import Endpoint
 from ecsgrpc.errors import ConfigError
-from ecsgrpc.security.auth import AuthInterceptor
 from ecsgrpc.security.client import ClientSecurity
 from ecsgrpc.security.settings import client_security_from_env
 from ecsgrpc.security.tokens import BearerToken, check_token
 from ecsgrpc.server import Server
+from ecsgrpc.server.auth import AuthInterceptor
 from ecsgrpc.testing import ManualResolver
 from ecsgrpc_apps.workflow import pb2, pb2_grpc
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service

@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecsgrpc.config import ServerSettings, load
+from ecsgrpc.config import ServerSettings, env_names, load
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.client import ChannelSecurity
-from ecsgrpc.security.server import server_security
 from ecsgrpc.security.settings import ClientSecuritySettings
 from ecsgrpc.server import server_options
+from ecsgrpc.server.security import server_security
 from ecsgrpc_apps.workflow import pb2
 from ecsgrpc_apps.workflow.client import build_request
 from ecsgrpc_apps.workflow.settings import AgentSettings
@@ -36,7 +36,9 @@ COUNTS: Counter[str] = Counter()
 
 
 def _env_names(cls: type, prefix: str) -> list[str]:
-    return [f"{prefix}{name.upper()}" for name in cls.model_fields]  # type: ignore[attr-defined]
+    names = list(env_names(cls).values())
+    assert all(name.startswith(prefix) for name in names)
+    return names
 
 
 SERVER_VARS = _env_names(ServerSettings, "GRPC_")

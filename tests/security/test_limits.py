@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecsgrpc.config import ServerSettings
 from ecsgrpc.errors import ConfigError
-from ecsgrpc.security.deadline import DeadlineCapInterceptor
 from ecsgrpc.server import server_options
+from ecsgrpc.server.deadline import DeadlineCapInterceptor
 from ecsgrpc_apps.workflow import pb2, pb2_grpc
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer
 from ecsgrpc_apps.workflow.client import build_request

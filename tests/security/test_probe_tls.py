@@ -117,7 +117,11 @@ def test_probe_wrong_ca_and_server_name(
     [
         (("--tls-ca-cert", "ca.pem"), "--tls-ca-cert given without --tls"),
         (("--tls", "--tls-ca-cert", "/no/such/ca.pem"), "--tls-ca-cert='/no/such/ca.pem'"),
-        (("--tls", "--tls-client-cert", "c.pem"), "--tls-client-cert is set but --tls-client-key"),
+        (
+            ("--tls", "--tls-client-cert", "c.pem"),
+            "--tls-client-cert given without --tls-client-key",
+        ),
+        (("-tls", "-tls-client-key", "k.pem"), "-tls-client-key given without -tls-client-cert"),
         (("--tls", "--tls-server-name", "bad name"), "--tls-server-name='bad name'"),
     ],
 )

@@ -13,8 +13,8 @@ from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.client import MetadataChannel
 from ecsgrpc.security.diagnose import explain_connect_error, last_error
 from ecsgrpc.security.pem import MAX_FILE_BYTES, KeyPair, SettingFile, read_bytes
-from ecsgrpc.security.server_tls import server_tls_files
 from ecsgrpc.security.tokens import token_from, token_problem
+from ecsgrpc.server.tls import server_tls_files
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -321,6 +321,10 @@ class Balancer:
             self._rebuild()
         return sum(1 for s in self._subchannels.values() if s.pickable)
 
+    def endpoint_count(self) -> int:
+        """How many endpoints discovery currently lists (any state)."""
+        return len(self._subchannels)
+
     def describe(self) -> str:
         """One line for errors: how many endpoints and in which states."""
         if not self.resolved:

@@ -8,6 +8,7 @@ subchannel per endpoint, and routes each call through the current picker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -32,17 +33,19 @@ from ecsgrpc.balancing.router import Router
 from ecsgrpc.balancing.stall import StallConfig
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.zone import detect_zone
-from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
+from ecsgrpc.defaults import DEFAULT_CLIENT_KEEPALIVE_SECONDS
 from ecsgrpc.errors import ConfigError, NoEndpointAvailable
 from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
-from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 from ecsgrpc.security.diagnose import explain_connect_error
 from ecsgrpc.telemetry import Telemetry
 from ecsgrpc.telemetry import resolve as resolve_telemetry
 
 if TYPE_CHECKING:
     from ecsgrpc.telemetry.client import ClientTelemetry
+
+if TYPE_CHECKING:  # loaded only when security is configured (import cost of connect())
+    from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 
 __all__ = ["BalancedChannel", "channel_options", "connect"]
 
@@ -125,7 +128,11 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         self.target = target
         self._resolver = resolver
         self._credentials = credentials
-        self._security = None if security is None else ChannelSecurity(security)
+        self._security: ChannelSecurity | None = None
+        if security is not None:
+            from ecsgrpc.security.client import ChannelSecurity
+
+            self._security = ChannelSecurity(security)
         if security is not None and security.token is not None and not self.uses_tls:
             log.warning("a bearer token is configured without TLS: it travels in plaintext")
         self._options = channel_options(options)
@@ -214,7 +221,12 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         await self.close()
 
     async def close(self, grace: float | None = None) -> None:
-        """Stop discovery and close every connection (in-flight calls are cancelled)."""
+        """Stop discovery and close every connection.
+
+        As ``grpc.aio.Channel.close``: with ``grace`` (seconds), calls in
+        flight get that long to finish before they are cancelled; without it
+        they are cancelled now. New calls fail at once (UNAVAILABLE) either way.
+        """
         if self._closed:
             return
         self._closed = True
@@ -222,6 +234,12 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
         await self._resolver.aclose()
+        self._router.closed = True
+        if grace is not None and grace > 0:
+            # Polled, not signalled: the per-call path pays nothing for close(grace).
+            end = time.monotonic() + grace
+            while self._router.in_flight > 0 and time.monotonic() < end:
+                await asyncio.sleep(0.01)
         await self._balancer.aclose()
 
     # grpc.aio.Channel's surface.
@@ -325,8 +343,12 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         return self._credentials is not None or (self._security is not None and self._security.tls)
 
     def _describe(self) -> str:
-        """The balancer's summary plus the last connection error, with a TLS hint."""
+        """The balancer's summary, the discovery error when there is no endpoint,
+        and the last connection error with a TLS hint."""
         text = self._balancer.describe()
+        discovery_error = getattr(self._resolver, "last_error", None)
+        if discovery_error is not None and not self._balancer.endpoint_count():
+            return f"discovery failed: {discovery_error}"
         errors = [s.last_error for s in self.endpoints() if s.last_error and not s.pickable]
         if not errors:
             return text

@@ -21,17 +21,23 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Collection, Sequence
-from typing import Generic, Protocol, TypeVar
+import re
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from ecsgrpc.errors import ConfigError
 
 __all__ = [
     "POLICIES",
     "Candidate",
     "LeastRequestPicker",
     "Picker",
+    "PickerFactory",
     "RoundRobinPicker",
     "ZonePolicy",
     "build_picker",
+    "policy_factory",
+    "register_policy",
     "select_candidates",
 ]
 
@@ -145,7 +151,36 @@ class LeastRequestPicker(Picker[C]):
         return chosen
 
 
-POLICIES = {"round_robin": RoundRobinPicker, "least_request": LeastRequestPicker}
+# A policy builds a picker from the candidates it may choose among.
+PickerFactory = Callable[[Sequence[Any]], Picker[Any]]
+# The open registry of policies by name (gRPC's LB policy registry, in small).
+POLICIES: dict[str, PickerFactory] = {
+    "round_robin": RoundRobinPicker,
+    "least_request": LeastRequestPicker,
+}
+_POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def register_policy(name: str, factory: PickerFactory) -> None:
+    """Make ``connect(..., policy=name)`` build its pickers with ``factory``.
+
+    ``factory(candidates)`` returns a :class:`Picker`; it is called on every
+    state change and must not block. Names are ``[a-z][a-z0-9_]*``; a built-in
+    name cannot be replaced. Raises ConfigError otherwise.
+    """
+    if not _POLICY_NAME.match(name):
+        raise ConfigError(f"policy name {name!r} must match [a-z][a-z0-9_]*")
+    if name in ("round_robin", "least_request"):
+        raise ConfigError(f"policy {name!r} is built in and cannot be replaced")
+    POLICIES[name] = factory
+
+
+def policy_factory(name: str) -> PickerFactory:
+    """The factory registered as ``name``; ConfigError (listing the known ones) otherwise."""
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
+    return factory
 
 
 class ZonePolicy:
@@ -189,6 +224,4 @@ def build_picker(
 ) -> Picker[C]:
     """Build the picker for ``policy`` over the ready subchannels."""
     candidates = select_candidates(ready, zone_policy, zone_total)
-    if policy == "round_robin":
-        return RoundRobinPicker(candidates)
-    return LeastRequestPicker(candidates)
+    return policy_factory(policy)(candidates)

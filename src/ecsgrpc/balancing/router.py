@@ -86,6 +86,7 @@ class Router:
         "_policy",
         "_start",
         "answered",
+        "closed",
         "done",
         "in_flight",
         "target",
@@ -116,6 +117,8 @@ class Router:
         self._describe = describe
         self._durations: dict[tuple[str, int], Any] = {}
         self.in_flight = 0
+        # Set by the channel's close(): new calls fail at once.
+        self.closed = False
         # OpenTelemetry for each call (None: off); see ecsgrpc.telemetry.
         self.telemetry = telemetry
         # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
@@ -129,6 +132,8 @@ class Router:
     # Picking and waiting.
     def pick_now(self, tried: Collection[str]) -> Subchannel | None:
         """An endpoint for an attempt if one is ready now (its in-flight count taken)."""
+        if self.closed:
+            return None  # pick() then says the channel is closed
         sub = self._balancer.picker.pick(tried)
         if sub is not None:
             sub.in_flight += 1
@@ -142,6 +147,8 @@ class Router:
         Raises NoEndpointAvailable: UNAVAILABLE (fail fast, or ``connect_timeout``
         passed without a deadline) or DEADLINE_EXCEEDED (the deadline passed).
         """
+        if self.closed:
+            raise NoEndpointAvailable(grpc.StatusCode.UNAVAILABLE, "channel is closed")
         self._start()
         while True:
             sub = self.pick_now(tried)
@@ -157,7 +164,11 @@ class Router:
     async def wait_for_change(self, deadline: float | None) -> None:
         """Wait until the picker changes; NoEndpointAvailable when time runs out."""
         now = time.monotonic()
-        if deadline is None:
+        if deadline is None or (
+            not self._balancer.endpoint_count() and deadline > now + self._connect_timeout
+        ):
+            # Without a deadline, or while discovery has no endpoint at all (it
+            # failed, or found none): give up after connect_timeout and say why.
             deadline = now + self._connect_timeout
             code = grpc.StatusCode.UNAVAILABLE
         else:

@@ -1,45 +1,34 @@
-"""The ``ecsgrpc`` command line. Each command lives in its own module here.
+"""The ``ecsgrpc`` command line (standard library ``argparse``; see ``base.py``).
 
-Errors are one line on stderr: usage errors exit 2 (``probe``: 1, as
-grpc_health_probe does), configuration errors exit 2, never a traceback.
+The library's own commands (``probe``, ``discover``) live here; applications
+(the Workflow Agent, the gateway, the demo, the benchmarks) add theirs through
+the entry-point group ``ecsgrpc.commands``: the library never imports them.
+Only the command being run is imported, so ``ecsgrpc probe`` (an ECS health
+check, run every 30 s) loads nothing it does not use.
+
+Exit codes: the command's own; usage and configuration errors exit 2 (for
+``probe``, 1 as grpc_health_probe does); an address that cannot be bound
+exits 1; always as one line on stderr.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import cast
 
-import typer
-import typer.main
+from ecsgrpc.cli.base import CommandParser, UsageError, add_version, fail
+from ecsgrpc.errors import BindError, EcsGrpcError
 
-from ecsgrpc.errors import EcsGrpcError
+__all__ = ["COMMAND_GROUP", "LIBRARY_COMMANDS", "main"]
 
-__all__ = ["app", "main"]
-
-# typer >= 0.29 vendors click; take the exception classes from wherever the
-# installed typer defines them.
-_click_exc = importlib.import_module(typer.BadParameter.__module__)
-
-app = typer.Typer(
-    name="ecsgrpc",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """gRPC service discovery, load balancing and draining for AWS ECS."""
-    # A callback keeps typer in group mode even when one command is registered.
-
-
-# The library's own commands: one module each here, with register(app).
 LIBRARY_COMMANDS = ("probe", "discover")
-# Applications built on the library (the Workflow Agent, the gateway, the demo,
-# the benchmarks) add their commands through this entry-point group: the
-# library never imports them. Each entry point names a module with register(app).
 COMMAND_GROUP = "ecsgrpc.commands"
+# Commands whose usage errors exit 1 (grpc_health_probe's "invalid arguments").
+_EXIT_1_ON_USAGE = frozenset({"probe"})
 
 
 def _app_commands() -> dict[str, str]:
@@ -48,62 +37,88 @@ def _app_commands() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=COMMAND_GROUP)}
 
 
-def _register(args: list[str]) -> None:
-    """Import only the command being run, so `ecsgrpc probe` (an ECS health check,
-    run every 30 s) does not pay for FastAPI, matplotlib or moto."""
+def _modules(args: list[str]) -> dict[str, Callable[[], ModuleType]]:
+    """Loaders of the command modules needed for ``args`` (only the one run)."""
     if args and args[0] in LIBRARY_COMMANDS:
-        importlib.import_module(f"ecsgrpc.cli.{args[0]}").register(app)
-        return
+        name = args[0]
+        return {name: lambda: importlib.import_module(f"ecsgrpc.cli.{name}")}
     apps = _app_commands()
-    wanted = [args[0]] if args and args[0] in apps else [*LIBRARY_COMMANDS, *apps]
-    for name in wanted:
-        if name in LIBRARY_COMMANDS:
-            importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
-        else:
-            importlib.import_module(apps[name]).register(app)
+    if args and args[0] in apps:
+        return {args[0]: lambda: importlib.import_module(apps[args[0]])}
+    found: dict[str, Callable[[], ModuleType]] = {}
+    for name in LIBRARY_COMMANDS:
+        found[name] = lambda name=name: importlib.import_module(f"ecsgrpc.cli.{name}")  # type: ignore[misc]
+    for name, module in apps.items():
+        found[name] = lambda module=module: importlib.import_module(module)  # type: ignore[misc]
+    return found
 
 
-# Commands whose usage errors must exit 1 rather than click's 2.
-_EXIT_1_ON_USAGE = {"probe"}
+def _parser(args: list[str]) -> CommandParser:
+    parser = CommandParser(
+        prog="ecsgrpc",
+        description="gRPC service discovery, load balancing and draining for AWS ECS.",
+    )
+    add_version(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    for name, load in _modules(args).items():
+        try:
+            module = load()
+        except ImportError as exc:
+            if args and args[0] == name:
+                raise UsageError(f"ecsgrpc {name}", _missing_extra(name, exc)) from None
+            continue
+        module.add_parser(commands)
+    return parser
 
 
-def _given_value(exc: Exception, args: list[str]) -> str:
-    """`` (got 'soon')`` for a bad option value, so the message names the value."""
-    param = getattr(exc, "param", None)
-    for opt in getattr(param, "opts", ()):
-        for i, arg in enumerate(args):
-            if arg == opt and i + 1 < len(args):
-                return f" (got {args[i + 1]!r})"
-            if arg.startswith(opt + "="):
-                return f" (got {arg[len(opt) + 1 :]!r})"
-    return ""
+def _missing_extra(name: str, exc: ImportError) -> str:
+    extra = {"agent": "agent", "gateway": "gateway", "demo": "local", "bench": "bench"}.get(name)
+    hint = f": pip install 'ecsgrpc[{extra}]'" if extra else ""
+    return f"this command needs {exc.name or 'a package'} (not installed){hint}"
+
+
+def _parse(parser: CommandParser, args: list[str], command: str | None) -> argparse.Namespace:
+    """Parse, naming the command (not the root) for arguments nobody knows."""
+    namespace, extra = parser.parse_known_args(args)
+    if extra:
+        prog = f"ecsgrpc {command}" if command else "ecsgrpc"
+        raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")
+    return namespace
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns (and exits with) the exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    _register(args)
-    command = typer.main.get_command(app)
-    try:
-        result = command.main(args=args, prog_name="ecsgrpc", standalone_mode=False)
-    except _click_exc.UsageError as exc:
-        name = exc.ctx.command.name if exc.ctx is not None else None
-        where = f"ecsgrpc {name}" if name and name != "ecsgrpc" else "ecsgrpc"
-        message = exc.format_message() + _given_value(exc, args)
-        if message:  # empty when help was shown for a bare `ecsgrpc`
-            typer.echo(f"{where}: error: {message} (see --help)", err=True)
-        code = 1 if name in _EXIT_1_ON_USAGE else 2
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        code = 130
-    except _click_exc.ClickException as exc:
-        typer.echo(f"ecsgrpc: error: {exc.format_message()}", err=True)
-        code = exc.exit_code
-    except EcsGrpcError as exc:
-        typer.echo(f"ecsgrpc: error: {exc}", err=True)
-        code = 2
-    else:
-        code = result if isinstance(result, int) else 0
+    args = sys.argv[1:] if argv is None else list(argv)
+    code = _run(args)
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _run(args: list[str]) -> int:
+    command = args[0] if args and not args[0].startswith("-") else None
+    try:
+        parser = _parser(args)
+        if command is not None and command == "probe":
+            from ecsgrpc.cli.probe import normalise_go_flags
+
+            args = ["probe", *normalise_go_flags(args[1:])]
+        namespace = _parse(parser, args, command)
+        namespace.argv = tuple(args)  # how the user spelled each flag (errors name it so)
+        run = cast(Callable[[argparse.Namespace], int] | None, getattr(namespace, "run", None))
+        if run is None:
+            parser.print_help()
+            return 2
+        return run(namespace)
+    except BindError as exc:
+        fail(f"ecsgrpc {command}" if command else "ecsgrpc", str(exc))
+        return 1
+    except UsageError as exc:
+        fail(exc.prog, f"{exc.message} (see --help)")
+        return 1 if command in _EXIT_1_ON_USAGE else 2
+    except EcsGrpcError as exc:
+        fail(f"ecsgrpc {command}" if command else "ecsgrpc", str(exc))
+        return 1 if command in _EXIT_1_ON_USAGE else 2
+    except KeyboardInterrupt:
+        fail(f"ecsgrpc {command}" if command else "ecsgrpc", "interrupted")
+        return 130

@@ -8,6 +8,10 @@ A resolver turns one target into endpoint snapshots:
   attributes change. It never raises for a transient error: it keeps the
   last-known-good set, backs off and retries; an error never empties a known set.
   It ends only when the resolver is closed (or the consumer stops iterating).
+* ``resolve_now()`` asks a running watch to resolve again soon (gRPC's
+  ``ResolveNow``; a hint, rate-limited by the resolver).
+* ``last_error`` is the error of the latest resolution, None once one
+  succeeds: a channel with no endpoint quotes it, so the caller learns why.
 * ``aclose()`` stops watches and releases clients. Resolvers are async context
   managers.
 """
@@ -19,6 +23,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from ecsgrpc.endpoints import EndpointSet
+from ecsgrpc.errors import ResolutionError
 
 __all__ = ["Resolver"]
 
@@ -32,9 +37,16 @@ class Resolver(Protocol):
         """Short source name, used in snapshots and metric labels (e.g. ``"dns"``)."""
         ...
 
+    @property
+    def last_error(self) -> ResolutionError | None:
+        """The latest resolution's error; None after a success."""
+        ...
+
     async def resolve(self) -> EndpointSet: ...
 
     def watch(self) -> AsyncIterator[EndpointSet]: ...
+
+    def resolve_now(self) -> None: ...
 
     async def aclose(self) -> None: ...
 

@@ -3,7 +3,8 @@
 The refresh comes when the smallest TTL of the answer expires, clamped to
 ``[min_ttl, max_ttl]`` and made up to ``refresh_jitter`` earlier so clients
 that started together drift apart (grpcio's own ``dns:///`` resolver ignores
-the TTL). An answer without records is a real, empty answer (re-asked after
+the TTL). Names in the hosts file answer first, as with grpc (see
+:mod:`ecsgrpc.resolvers.hosts`). An answer without records is a real, empty answer (re-asked after
 ``negative_ttl``); NXDOMAIN, SERVFAIL, timeouts and network errors are errors,
 so the watch keeps the last-known-good set and backs off.
 """
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ecsgrpc.endpoints import Endpoint, EndpointSet
 from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
+from ecsgrpc.resolvers.hosts import HostsFile
 from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver, dedupe
 from ecsgrpc.targets import DnsSpec
@@ -35,8 +37,15 @@ class DnsResolver(PollingResolver):
         super().__init__("dns", spec.target or spec.name, options=options, registry=registry)
         self._spec = spec
         self._dns: dns.asyncresolver.Resolver | None = None
+        # The system resolver's order: the hosts file, then DNS (module hosts).
+        self._hosts = HostsFile() if spec.nameserver is None else None
 
     async def _fetch(self) -> EndpointSet:
+        if self._hosts is not None:
+            pinned = await self._hosts.lookup(self._spec.name)
+            if pinned:
+                pinned_endpoints = [Endpoint(a, self._spec.port) for a in pinned]
+                return EndpointSet.of(pinned_endpoints, source=self.name)
         if self._dns is None:
             self._dns = await make_dns_resolver(self._spec.nameserver)
         answer = await lookup_addresses(self._dns, self._spec.name, lifetime=self._options.timeout)

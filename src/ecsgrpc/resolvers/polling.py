@@ -107,6 +107,7 @@ class PollingResolver(abc.ABC):
         self._closed = asyncio.Event()
         self._wake = asyncio.Event()
         self._last_fetch = -math.inf
+        self._last_error: ResolutionError | None = None
 
     @property
     def name(self) -> str:
@@ -116,6 +117,12 @@ class PollingResolver(abc.ABC):
     @property
     def target(self) -> str:
         return self._target
+
+    @property
+    def last_error(self) -> ResolutionError | None:
+        """The error of the latest resolution, None once one succeeds (the
+        channel quotes it when it has no endpoint to offer)."""
+        return self._last_error
 
     @property
     def closed(self) -> bool:
@@ -157,22 +164,26 @@ class PollingResolver(abc.ABC):
         try:
             snapshot = await self._fetch()
             outcome = "success"
-        except Throttled:
+        except Throttled as exc:
             outcome = "throttled"
+            self._last_error = exc
             raise
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        except ResolutionError:
+        except ResolutionError as exc:
+            self._last_error = exc
             raise
         except Exception as exc:
             _log.exception("%s: unexpected error resolving %r", self._name, self._target)
-            raise ResolutionError(
+            self._last_error = ResolutionError(
                 f"{self._name}: unexpected {type(exc).__name__} resolving {self._target!r}: {exc}"
-            ) from exc
+            )
+            raise self._last_error from exc
         finally:
             self._metrics.duration.labels(self._name).observe(time.perf_counter() - started)
             self._metrics.resolutions.labels(self._name, outcome).inc()
+        self._last_error = None
         self._metrics.endpoints.labels(self._name, self._target).set(len(snapshot))
         return snapshot
 

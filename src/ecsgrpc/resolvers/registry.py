@@ -1,32 +1,56 @@
-"""Build a resolver from a target: the registry of resolvers by scheme."""
+"""Build a resolver from a target: the open registry of resolvers by scheme.
+
+Built-in schemes load their resolver module only when a target uses them, so
+``connect("static:///...")`` never imports dnspython's resolver or the AWS
+SDK. ``cloudmap://`` and ``ecs://`` need the ``aws`` extra; without it the
+error is one line naming it. :func:`register_scheme` adds a scheme.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
+from ecsgrpc.errors import ConfigError
 from ecsgrpc.resolvers.base import Resolver
-from ecsgrpc.resolvers.chain import ChainResolver
-from ecsgrpc.resolvers.cloudmap import CloudMapResolver
-from ecsgrpc.resolvers.dns import DnsResolver
-from ecsgrpc.resolvers.ecs import EcsResolver
 from ecsgrpc.resolvers.options import ResolverOptions, make_options
-from ecsgrpc.resolvers.polling import PollingResolver
-from ecsgrpc.resolvers.srv import SrvResolver
-from ecsgrpc.resolvers.static import StaticResolver
 from ecsgrpc.targets import (
     ChainSpec,
     CloudMapSpec,
+    CustomSpec,
     DnsSpec,
     EcsSpec,
     SrvSpec,
     StaticSpec,
     TargetSpec,
+    add_scheme,
     parse_target,
 )
 
-__all__ = ["build_resolver"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ecsgrpc.resolvers.polling import PollingResolver
+
+__all__ = ["AWS_EXTRA_HINT", "ResolverFactory", "build_resolver", "register_scheme"]
+
+# (target string, options, metrics registry) -> a resolver for that target.
+ResolverFactory = Callable[[str, ResolverOptions, "CollectorRegistry | None"], "PollingResolver"]
+_FACTORIES: dict[str, ResolverFactory] = {}
+
+AWS_EXTRA_HINT = "pip install 'ecsgrpc[aws]'"
+
+
+def register_scheme(scheme: str, factory: ResolverFactory) -> None:
+    """Make ``scheme://...`` targets resolve through ``factory``.
+
+    ``factory(target, options, registry)`` returns a new, unstarted
+    :class:`~ecsgrpc.resolvers.polling.PollingResolver` subclass (implement
+    ``_fetch``); it may raise ConfigError for a bad target. Works in
+    fallback chains too (``myscheme://x|dns:///y:1``). Built-in and gRPC scheme
+    names cannot be replaced (ConfigError).
+    """
+    _FACTORIES[add_scheme(scheme)] = factory
 
 
 def build_resolver(
@@ -36,8 +60,9 @@ def build_resolver(
 
     ``options`` are :class:`~ecsgrpc.resolvers.options.ResolverOptions` fields
     (``timeout``, ``min_ttl``, ``poll``, ``backoff``, ``endpoint_url``, ...).
-    Raises ConfigError for a bad target or an unknown/bad option. The caller
-    owns the resolver: ``async with build_resolver(...) as resolver: ...``.
+    Raises ConfigError for a bad target, an unknown/bad option, or a scheme
+    whose extra is not installed. The caller owns the resolver:
+    ``async with build_resolver(...) as resolver: ...``.
     """
     spec = parse_target(target) if isinstance(target, str) else target
     return _build(spec, make_options(options), registry)
@@ -49,16 +74,42 @@ def _build(
     kw: dict[str, Any] = {"options": options, "registry": registry}
     match spec:
         case StaticSpec():
+            from ecsgrpc.resolvers.static import StaticResolver
+
             return StaticResolver(spec, **kw)
         case DnsSpec():
+            from ecsgrpc.resolvers.dns import DnsResolver
+
             return DnsResolver(spec, **kw)
         case SrvSpec():
+            from ecsgrpc.resolvers.srv import SrvResolver
+
             return SrvResolver(spec, **kw)
-        case CloudMapSpec():
-            return CloudMapResolver(spec, **kw)
-        case EcsSpec():
-            return EcsResolver(spec, **kw)
+        case CloudMapSpec() | EcsSpec():
+            return _aws(spec, kw)
+        case CustomSpec():
+            return _FACTORIES[spec.scheme](spec.target, options, registry)
         case ChainSpec():
+            from ecsgrpc.resolvers.chain import ChainResolver
+
             links = [_build(link, options, registry) for link in spec.links]
             return ChainResolver(links, target=spec.target, **kw)
     raise TypeError(f"not a target spec: {spec!r}")  # pragma: no cover
+
+
+def _aws(spec: CloudMapSpec | EcsSpec, kw: dict[str, Any]) -> PollingResolver:
+    scheme = "cloudmap" if isinstance(spec, CloudMapSpec) else "ecs"
+    try:
+        if isinstance(spec, CloudMapSpec):
+            from ecsgrpc.resolvers.cloudmap import CloudMapResolver
+
+            return CloudMapResolver(spec, **kw)
+        from ecsgrpc.resolvers.ecs import EcsResolver
+
+        return EcsResolver(spec, **kw)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("aiobotocore", "botocore", "aiohttp"):
+            raise
+        raise ConfigError(
+            f"{spec.target!r}: {scheme}:// targets need the AWS SDK: {AWS_EXTRA_HINT}"
+        ) from None

@@ -1,7 +1,7 @@
 """``host:port`` and ``static:///h1:p1,h2:p2``: a fixed list that never changes.
 
 Where a fixed list is all there is, grpcio's native ``round_robin`` over an
-``ipv4:`` target with ``healthCheckConfig`` is as good (see DESIGN.md); this
+``ipv4:`` target with ``healthCheckConfig`` is as good (docs/benchmarks.md); this
 resolver exists so the same client code runs against a fixed list in
 development (``WORKFLOW_SERVICE_HOST``/``PORT``) and a moving one in ECS.
 """

@@ -13,12 +13,11 @@ Empty variables count as unset.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from ecsgrpc.config import load
+from ecsgrpc.envreader import Secret, load, setting, validate
 from ecsgrpc.security.client import ClientSecurity
 from ecsgrpc.security.client_tls import ClientTls
 from ecsgrpc.security.tokens import token_from
@@ -28,22 +27,24 @@ __all__ = ["ClientSecuritySettings", "client_security_from_env"]
 _PREFIX = "WORKFLOW_SERVICE_"
 
 
-class ClientSecuritySettings(BaseSettings):
-    """TLS and token settings of a Workflow Agent client (see the module table)."""
+@dataclass(frozen=True)
+class ClientSecuritySettings:
+    """TLS and token settings of a client (see the module table)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
-    )
+    ENV_PREFIX: ClassVar[str] = _PREFIX
 
-    tls: bool = Field(False, description="Use TLS even without a CA or client certificate.")
-    tls_ca: Path | None = Field(None, description="CA bundle to trust (PEM).")
-    tls_cert: Path | None = Field(None, description="Client certificate for mTLS (PEM).")
-    tls_key: Path | None = Field(None, description="Client private key for mTLS (PEM).")
-    tls_server_name: str | None = Field(
-        None, min_length=1, max_length=253, description="Server name override."
+    tls: bool = setting(False, kind="bool", help="Use TLS even without a CA or certificate.")
+    tls_ca: Path | None = setting(None, kind="path", help="CA bundle to trust (PEM).")
+    tls_cert: Path | None = setting(None, kind="path", help="Client certificate for mTLS (PEM).")
+    tls_key: Path | None = setting(None, kind="path", help="Client private key for mTLS (PEM).")
+    tls_server_name: str | None = setting(
+        None, kind="str", min_length=1, max_length=253, help="Server name override."
     )
-    auth_token: SecretStr | None = Field(None, description="Bearer token sent on every call.")
-    auth_token_file: Path | None = Field(None, description="File holding the bearer token.")
+    auth_token: Secret | None = setting(None, kind="secret", help="Bearer token sent on calls.")
+    auth_token_file: Path | None = setting(None, kind="path", help="File holding the token.")
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def to_security(self) -> ClientSecurity:
         """The :class:`ClientSecurity` these settings describe (token checked,

@@ -17,7 +17,7 @@ import grpc
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ecsgrpc.security.handlers import wrap_handler
+from ecsgrpc.server.handlers import wrap_handler
 from ecsgrpc.telemetry import Telemetry
 from ecsgrpc.telemetry._semconv import (
     INSTRUMENTATION,

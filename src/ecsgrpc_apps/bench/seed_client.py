@@ -1,7 +1,7 @@
 """A seed-style client, for the benchmark only: it reproduces the seed's flaws on purpose.
 
-This is ``EnhancedWorkflowGRPCClient`` from the user's seed document (Step 3;
-see ``/work/shared/seed/SEED.md``), written down so the benchmark can measure
+This is ``EnhancedWorkflowGRPCClient`` from the reference system's original
+design, written down so the benchmark can measure
 what a user following the seed would get. **Do not use it**: every flaw below
 is kept deliberately, because measuring it is the point.
 

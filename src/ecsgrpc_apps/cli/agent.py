@@ -2,84 +2,62 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
-
+from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.logs import configure_logging
 from ecsgrpc.server import serve
+from ecsgrpc_apps.cli.flags import SettingFlags, check_free
 from ecsgrpc_apps.telemetry.setup import configure_from_env
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
 from ecsgrpc_apps.workflow.settings import AgentSettings
 
+__all__ = ["add_parser", "run"]
 
-def agent(
-    host: Annotated[
-        str | None, typer.Option(help="Address to bind [env GRPC_HOST, default 0.0.0.0].")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port to bind [env GRPC_PORT, default 50051].")
-    ] = None,
-    instance_id: Annotated[
-        str | None, typer.Option(help="Identity in served_by [env AGENT_INSTANCE_ID].")
-    ] = None,
-    drain_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Serve while NOT_SERVING after SIGTERM [env GRPC_DRAIN_SECONDS, default 5]."
-        ),
-    ] = None,
-    grace_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Time for in-flight calls after the drain [env GRPC_GRACE_SECONDS, default 15]."
-        ),
-    ] = None,
-    event_delay: Annotated[
-        float | None,
-        typer.Option(help="Delay before each event, seconds [env AGENT_EVENT_DELAY_SECONDS]."),
-    ] = None,
-    max_connection_age: Annotated[
-        float | None,
-        typer.Option(
-            help="Close connections after this many seconds [env GRPC_MAX_CONNECTION_AGE_SECONDS]."
-        ),
-    ] = None,
-    log_json: Annotated[
-        bool | None, typer.Option("--log-json/--log-text", help="Log format [env GRPC_LOG_JSON].")
-    ] = None,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="Certificate chain (PEM): serve TLS [env GRPC_TLS_CERT].")
-    ] = None,
-    tls_key: Annotated[
-        Path | None, typer.Option(help="Private key (PEM) of --tls-cert [env GRPC_TLS_KEY].")
-    ] = None,
-    tls_ca: Annotated[
-        Path | None,
-        typer.Option(help="CA (PEM) for client certificates: require mTLS [env GRPC_TLS_CA]."),
-    ] = None,
-) -> int:
-    """Run the reference Workflow Agent (health, reflection, drain on SIGTERM).
 
-    Caller authentication: set GRPC_AUTH_TOKEN or GRPC_AUTH_TOKEN_FILE (never a
-    flag: flags show in process listings). See docs/security.md.
-    """
-    server_settings = load(
-        ServerSettings,
-        host=host,
-        port=port,
-        drain_seconds=drain_seconds,
-        grace_seconds=grace_seconds,
-        max_connection_age_seconds=max_connection_age,
-        log_json=log_json,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_ca=tls_ca,
+def add_parser(commands: Any) -> CommandParser:
+    parser: CommandParser = commands.add_parser(
+        "agent",
+        help="Run the reference Workflow Agent.",
+        description="Run the reference Workflow Agent (health, reflection, drain on SIGTERM). "
+        "Caller authentication: set GRPC_AUTH_TOKEN or GRPC_AUTH_TOKEN_FILE (never a flag: "
+        "flags show in process listings). See docs/security.md.",
+        epilog="Exit codes: 0 drained and stopped, 1 forced stop or address in use, "
+        "2 bad arguments or settings.",
     )
-    agent_settings = load(AgentSettings, instance_id=instance_id, event_delay_seconds=event_delay)
+    add_version(parser)
+    flags = SettingFlags(parser)
+    server = ServerSettings
+    flags.add("--host", server, "host", "Address to bind.")
+    flags.add("--port", server, "port", "Port to bind (0: any free port).")
+    flags.add("--instance-id", AgentSettings, "instance_id", "Identity in served_by.")
+    flags.add("--drain-seconds", server, "drain_seconds", "Serve while NOT_SERVING after SIGTERM.")
+    flags.add("--grace-seconds", server, "grace_seconds", "Time for in-flight calls after it.")
+    flags.add("--event-delay", AgentSettings, "event_delay_seconds", "Delay before each event.")
+    flags.add(
+        "--max-connection-age",
+        server,
+        "max_connection_age_seconds",
+        "Close connections after this many seconds.",
+    )
+    flags.add("--log-json", server, "log_json", "Log one JSON object per line.", boolean=True)
+    flags.add("--tls-cert", server, "tls_cert", "Certificate chain (PEM): serve TLS.")
+    flags.add("--tls-key", server, "tls_key", "Private key (PEM) of --tls-cert.")
+    flags.add("--tls-ca", server, "tls_ca", "CA (PEM) for client certificates: require mTLS.")
+    parser.set_defaults(run=run, setting_flags=flags)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    flags: SettingFlags = args.setting_flags
+    server_values, server_names = flags.values(args, ServerSettings)
+    agent_values, agent_names = flags.values(args, AgentSettings)
+    server_settings = load(ServerSettings, given_as=server_names, **server_values)
+    agent_settings = load(AgentSettings, given_as=agent_names, **agent_values)
+    check_free(server_settings.host, server_settings.port)
     servicer = WorkflowAgentServicer(agent_settings)
     configure_logging(
         instance_id=servicer.instance_id,
@@ -89,7 +67,3 @@ def agent(
     # OpenTelemetry export as the OTEL_* variables say (otel extra).
     configure_from_env("workflow-agent", servicer.instance_id)
     return asyncio.run(serve([agent_service(servicer)], settings=server_settings))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("agent")(agent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -9,50 +10,78 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc.errors import ConfigError
 
-_SCALE_HELP = "Multiply every duration (for tests)."
+_DESCRIPTION = """Run ecsgrpc against gRPC's native balancing and a plain one-channel client,
+side by side.
+Scenarios: overhead, client_bound, task_killed, rolling_deploy, scale_out,
+slow_task, discovery_outage, client_scale, silent_failure (its black holes need
+iptables and root), gateway_overload. Prints markdown tables and the targets.
+grpc's core logs each GOAWAY (kills, deploys) on stderr; set GRPC_VERBOSITY=ERROR
+to hide those lines."""
+
+
+def add_parser(commands: Any) -> CommandParser:
+    parser: CommandParser = commands.add_parser(
+        "bench", help="Benchmarks and faults against the baselines.", description=_DESCRIPTION
+    )
+    add_version(parser)
+    parser.add_argument("--quick", action="store_true", help="Short durations (under 3 minutes).")
+    parser.add_argument(
+        "--json", dest="json_file", type=Path, metavar="FILE", help="Write the numbers as JSON."
+    )
+    parser.add_argument("--plots", type=Path, metavar="DIR", help="Write PNG plots here.")
+    parser.add_argument("--only", metavar="A,B", help="Comma-separated scenarios (default: all).")
+    parser.add_argument(
+        "--servers",
+        type=int,
+        metavar="N",
+        help="Agent processes of the client_bound scenario, each pinned to a core of its own "
+        "when there are enough (default: half the cores, 2 to 8).",
+    )
+    parser.add_argument(
+        "--seconds-scale", type=float, default=1.0, help=argparse.SUPPRESS
+    )  # tests: multiply every duration
+    parser.add_argument(
+        "--costs",
+        action="store_true",
+        help="Measure import/connect/probe costs only (docs/benchmarks.md).",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.costs:
+        from ecsgrpc_apps.bench.costs import main as costs_main
+
+        return costs_main()
+    return bench(
+        quick=args.quick,
+        json_file=args.json_file,
+        plots=args.plots,
+        only=args.only,
+        servers=args.servers,
+        seconds_scale=args.seconds_scale,
+    )
 
 
 def bench(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Short durations (under 3 minutes).")
-    ] = False,
-    json_file: Annotated[
-        Path | None, typer.Option("--json", help="Write every number to this JSON file.")
-    ] = None,
-    plots: Annotated[
-        Path | None, typer.Option("--plots", help="Write PNG plots into this directory.")
-    ] = None,
-    only: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated scenarios to run (default: all of them)."),
-    ] = None,
-    servers: Annotated[
-        int | None,
-        typer.Option(
-            "--servers",
-            help="Agent processes of the client_bound scenario, each pinned to a core of its "
-            "own when there are enough (default: half the cores, 2 to 8).",
-        ),
-    ] = None,
-    seconds_scale: Annotated[float, typer.Option(hidden=True, help=_SCALE_HELP)] = 1.0,
+    *,
+    quick: bool,
+    json_file: Path | None,
+    plots: Path | None,
+    only: str | None,
+    servers: int | None,
+    seconds_scale: float,
 ) -> int:
-    """Run ecsgrpc against gRPC's native balancing and the seed's client, side by side.
-
-    grpc's core logs each GOAWAY (kills, deploys) on stderr; run with
-    GRPC_VERBOSITY=ERROR in the environment to hide those lines.
-
-    Scenarios: overhead, client_bound, task_killed, rolling_deploy, scale_out,
-    slow_task, discovery_outage, client_scale, silent_failure (its black holes
-    need iptables and root). Prints markdown tables and the targets.
-    """
+    """Run the suite; 1 when a scenario failed."""
     from ecsgrpc_apps.bench.report import document, machine, markdown
     from ecsgrpc_apps.bench.runner import SCENARIOS, parse_only, run_bench
     from ecsgrpc_apps.bench.settings import BenchSettings
@@ -105,23 +134,19 @@ def bench(
         seconds=elapsed,
     )
     doc["scenario_names"] = [name for name in SCENARIOS if name in scenarios]
-    typer.echo(markdown(results))
-    typer.echo(f"Ran in {elapsed:.0f}s on {env['cpus']} CPUs ({env['cpu_model']}).")
+    print(markdown(results))
+    print(f"Ran in {elapsed:.0f}s on {env['cpus']} CPUs ({env['cpu_model']}).")
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(doc, indent=2) + "\n")
-        typer.echo(f"JSON: {json_file}")
+        print(f"JSON: {json_file}")
     if plots is not None:
         from ecsgrpc_apps.bench.plots import write_plots
 
         for path in write_plots(doc, plots):
-            typer.echo(f"plot: {path}")
+            print(f"plot: {path}")
     failed = [r.name for r in results if "error" in r.params]
     if failed:
-        typer.echo(f"ecsgrpc bench: error: scenario(s) failed: {', '.join(failed)}", err=True)
+        print(f"ecsgrpc bench: error: scenario(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
-
-
-def register(app: typer.Typer) -> None:
-    app.command("bench")(bench)

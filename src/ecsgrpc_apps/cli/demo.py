@@ -2,36 +2,72 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
-from typing import Annotated
+import sys
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.live import Live
 
+from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc_apps.demo.run import DemoOptions, DemoState, run_demo
 from ecsgrpc_apps.demo.view import render, render_summary
 
 
-def demo(
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON object.")
-    ] = False,
-    keep_running: Annotated[
-        bool, typer.Option(help="Leave the stack up afterwards (Ctrl-C stops it).")
-    ] = False,
-    port: Annotated[int, typer.Option(help="Gateway port (a free one if taken).")] = 8080,
-    speed: Annotated[
-        float,
-        typer.Option(help="Scale every phase's length (1 = about a minute).", min=0.05, max=10),
-    ] = 1.0,
-) -> int:
-    """Embedded Cloud Map + 3 agent tasks + the gateway; load, rolling deploy, SIGKILL, summary.
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.05 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in 0.05-10")
+    return value
 
-    Exits 0 only when no request failed.
-    """
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535; 0: any free one)")
+    return int(text)
+
+
+def add_parser(commands: Any) -> CommandParser:
+    parser: CommandParser = commands.add_parser(
+        "demo",
+        help="Run the whole system locally and show it loses no request.",
+        description="Embedded Cloud Map + 3 agent tasks + the gateway; load, rolling deploy, "
+        "SIGKILL, summary. Exits 0 only when no request failed.",
+    )
+    add_version(parser)
+    parser.add_argument(
+        "--json", dest="json_output", action="store_true", help="Print the summary as JSON."
+    )
+    parser.add_argument(
+        "--keep-running", action="store_true", help="Leave the stack up (Ctrl-C stops it)."
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8080, help="Gateway port (default 8080; a free one if taken)."
+    )
+    parser.add_argument(
+        "--speed", type=_speed, default=1.0, help="Scale every phase (1 = about a minute)."
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    return demo(
+        json_output=args.json_output,
+        keep_running=args.keep_running,
+        port=args.port,
+        speed=args.speed,
+    )
+
+
+def demo(*, json_output: bool, keep_running: bool, port: int, speed: float) -> int:
+    """Run the demo; 0 only when no request failed."""
     logging.basicConfig(level=logging.WARNING)
     options = DemoOptions(
         port=port,
@@ -53,7 +89,7 @@ def demo(
     with live:
         summary = asyncio.run(run_demo(options, on_update=update))
     if json_output:
-        typer.echo(json.dumps(summary.to_json()))
+        sys.stdout.write(json.dumps(summary.to_json()) + "\n")
     else:
         console.print(render_summary(summary))
     return 0 if summary.ok else 1
@@ -72,7 +108,3 @@ def _print_urls(console: Console, url: str) -> None:
         highlight=False,
     )
     console.print("Press Ctrl-C to stop.")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)

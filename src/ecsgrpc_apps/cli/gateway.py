@@ -2,67 +2,60 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import socket
-from typing import Annotated
+from typing import Any
 
-import typer
-
-from ecsgrpc.config import load
+from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc.logs import configure_logging
-from ecsgrpc_apps.gateway.runner import run_gateway
+from ecsgrpc_apps.cli.flags import SettingFlags, check_free
 from ecsgrpc_apps.gateway.settings import GatewaySettings
+from ecsgrpc_apps.settings import load
 from ecsgrpc_apps.telemetry.setup import configure_from_env
 
+__all__ = ["add_parser", "run"]
 
-def gateway(
-    host: Annotated[
-        str | None, typer.Option(help="Address to bind (env GATEWAY_HOST, default 0.0.0.0).")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="Port to bind (env GATEWAY_PORT, default 8080).")
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="Agents' target, e.g. dns:///workflow-agent:50051 (env WORKFLOW_SERVICE_TARGET, "
-            "else WORKFLOW_SERVICE_HOST/PORT, else Cloud Map)."
-        ),
-    ] = None,
-    request_timeout: Annotated[
-        float | None,
-        typer.Option(help="Per-request deadline, seconds (env GATEWAY_REQUEST_TIMEOUT_SECONDS)."),
-    ] = None,
-    drain_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Serve with /readyz at 503 after SIGTERM (env GATEWAY_DRAIN_SECONDS, default 5)."
-        ),
-    ] = None,
-    grace_seconds: Annotated[
-        float | None,
-        typer.Option(
-            help="Time for in-flight requests after the drain (env GATEWAY_GRACE_SECONDS, "
-            "default 15)."
-        ),
-    ] = None,
-    log_json: Annotated[
-        bool | None,
-        typer.Option("--log-json/--log-text", help="Log format (env GATEWAY_LOG_JSON)."),
-    ] = None,
-) -> int:
-    """Run the API Gateway: POST /v1/conversations (JSON or SSE), a chat page at /,
-    /healthz, /readyz, /metrics, /debug/endpoints; drains on SIGTERM."""
-    settings = load(
-        GatewaySettings,
-        host=host,
-        port=port,
-        request_timeout_seconds=request_timeout,
-        drain_seconds=drain_seconds,
-        grace_seconds=grace_seconds,
-        log_json=log_json,
+
+def add_parser(commands: Any) -> CommandParser:
+    parser: CommandParser = commands.add_parser(
+        "gateway",
+        help="Run the API Gateway (HTTP in front of the Workflow Agents).",
+        description="Run the API Gateway: POST /v1/conversations (JSON or SSE), a chat page "
+        "at /, /healthz, /readyz, /metrics, /debug/endpoints; drains on SIGTERM.",
+        epilog="Exit codes: 0 drained and stopped, 1 forced stop or address in use, "
+        "2 bad arguments or settings, 3 the server could not start.",
     )
+    add_version(parser)
+    flags = SettingFlags(parser)
+    cls = GatewaySettings
+    flags.add("--host", cls, "host", "Address to bind.")
+    flags.add("--port", cls, "port", "Port to bind (0: any free port).")
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="Agents' target, e.g. dns:///workflow-agent:50051 [env WORKFLOW_SERVICE_TARGET, "
+        "else WORKFLOW_SERVICE_HOST/PORT, else Cloud Map].",
+    )
+    flags.add("--request-timeout", cls, "request_timeout_seconds", "Per-request deadline.")
+    flags.add("--drain-seconds", cls, "drain_seconds", "Serve with /readyz at 503 after SIGTERM.")
+    flags.add("--grace-seconds", cls, "grace_seconds", "Time for in-flight requests after it.")
+    flags.add("--log-json", cls, "log_json", "Log one JSON object per line.", boolean=True)
+    parser.set_defaults(run=run, setting_flags=flags)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    flags: SettingFlags = args.setting_flags
+    values, names = flags.values(args, GatewaySettings)
+    settings = load(GatewaySettings, given_as=names, **values)
+    if args.target is not None:
+        from ecsgrpc.targets import parse_target
+
+        parse_target(args.target)
+    if not settings.reuse_port:  # with SO_REUSEPORT, sharing the port is the point
+        check_free(settings.host, settings.port)
     configure_logging(
         instance_id=f"gateway-{socket.gethostname()}-{os.getpid()}",
         json_lines=settings.log_json,
@@ -70,8 +63,6 @@ def gateway(
     )
     # OpenTelemetry export as the OTEL_* variables say (otel extra).
     configure_from_env("api-gateway", None)
-    return asyncio.run(run_gateway(settings, target=target))
+    from ecsgrpc_apps.gateway.runner import run_gateway
 
-
-def register(app: typer.Typer) -> None:
-    app.command("gateway")(gateway)
+    return asyncio.run(run_gateway(settings, target=args.target))

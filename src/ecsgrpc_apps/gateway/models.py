@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ecsgrpc_apps.workflow.settings import AgentSettings
 
 # The reference agent's own limit; a longer message would be refused upstream.
-MAX_CONTENT_CHARS = AgentSettings.model_fields["max_content_chars"].default
+MAX_CONTENT_CHARS = AgentSettings().max_content_chars
 
 __all__ = [
     "ConversationIn",

@@ -6,10 +6,11 @@ for the client's direct mode, ``WORKFLOW_SERVICE_TARGET`` for any target.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dataclasses import dataclass
+from typing import ClassVar
 
-from ecsgrpc.config import DEFAULT_GRPC_PORT, load
+from ecsgrpc.config import DEFAULT_GRPC_PORT
+from ecsgrpc.envreader import load, setting, validate
 
 # Deployed names and timings. infra/terraform/modules/ecsgrpc uses the same
 # defaults; tests/test_terraform.py fails when the two drift apart.
@@ -37,7 +38,20 @@ __all__ = [
 DEFAULT_WORKFLOW_TARGET = DEFAULT_WORKFLOW_SERVICE_TARGET
 
 
-class ClientSettings(BaseSettings):
+def _check_target(value: str) -> None:
+    from ecsgrpc.targets import parse_target
+
+    parse_target(value)  # ConfigError is a ValueError: its message is the reason
+
+
+def _check_host(value: str) -> None:
+    from ecsgrpc.targets_util import parse_host_port
+
+    parse_host_port(value, default_port=DEFAULT_GRPC_PORT)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
     """Where a Workflow Agent client connects (env prefix ``WORKFLOW_SERVICE_``).
 
     The rule: ``WORKFLOW_SERVICE_TARGET`` (any target) wins; else
@@ -46,31 +60,20 @@ class ClientSettings(BaseSettings):
     Empty variables count as unset.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="WORKFLOW_SERVICE_", extra="ignore", frozen=True, env_ignore_empty=True
+    ENV_PREFIX: ClassVar[str] = "WORKFLOW_SERVICE_"
+
+    target: str | None = setting(
+        None, kind="str", check=_check_target, help="A target (see docs/discovery.md)."
+    )
+    host: str | None = setting(
+        None, kind="str", min_length=1, check=_check_host, help="Direct mode: one agent's host."
+    )
+    port: int = setting(
+        DEFAULT_GRPC_PORT, kind="int", ge=1, le=65535, help="Direct mode: its port."
     )
 
-    target: str | None = Field(None, description="A target (see docs/discovery.md).")
-    host: str | None = Field(None, min_length=1, description="Direct mode: one agent's host.")
-    port: int = Field(DEFAULT_GRPC_PORT, ge=1, le=65535, description="Direct mode: its port.")
-
-    @field_validator("target")
-    @classmethod
-    def _valid_target(cls, value: str | None) -> str | None:
-        if value is not None:
-            from ecsgrpc.targets import parse_target
-
-            parse_target(value)  # ConfigError is a ValueError: pydantic reports it
-        return value
-
-    @field_validator("host")
-    @classmethod
-    def _valid_host(cls, value: str | None) -> str | None:
-        if value is not None:
-            from ecsgrpc.targets_util import parse_host_port
-
-            parse_host_port(value, default_port=DEFAULT_GRPC_PORT)
-        return value
+    def __post_init__(self) -> None:
+        validate(self)
 
     def resolved_target(self) -> str:
         """The target this rule picks (see the class docstring)."""
@@ -93,18 +96,24 @@ def target_from_env() -> str:
 __all__ += ["DEFAULT_WORKFLOW_TARGET", "ClientSettings", "target_from_env"]
 
 
-class AgentSettings(BaseSettings):
+@dataclass(frozen=True)
+class AgentSettings:
     """The reference Workflow Agent's own settings (env prefix ``AGENT_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", frozen=True)
+    ENV_PREFIX: ClassVar[str] = "AGENT_"
 
-    instance_id: str | None = Field(
-        None, description="Identity reported as served_by (default: hostname-pid)."
+    instance_id: str | None = setting(
+        None, kind="str", max_length=256, help="Identity reported as served_by (hostname-pid)."
     )
-    event_delay_seconds: float = Field(
-        0.0, ge=0, le=60, description="Delay before each event (simulates a slow model)."
+    event_delay_seconds: float = setting(
+        0.0, kind="float", ge=0, le=60, help="Delay before each event (simulates a slow model)."
     )
-    max_content_chars: int = Field(
-        16_384, ge=1, description="Largest message content accepted, in characters."
+    max_content_chars: int = setting(
+        16_384, kind="int", ge=1, le=2**31 - 1, help="Largest message content accepted."
     )
-    max_messages: int = Field(256, ge=1, description="Most messages accepted per conversation.")
+    max_messages: int = setting(
+        256, kind="int", ge=1, le=2**31 - 1, help="Most messages accepted per conversation."
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)

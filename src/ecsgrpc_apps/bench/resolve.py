@@ -6,7 +6,7 @@
 instances left, 10 arrived and 10 changed health. The JSON decoding of the
 HTTP body is timed separately (botocore does it, not ecsgrpc).
 
-Run: ``python bench/bench_resolve.py [--rounds N] [--json]``. Target: < 20 ms.
+Run: ``python -m ecsgrpc_apps.bench.resolve [--rounds N] [--json]``. Target: < 20 ms.
 """
 
 from __future__ import annotations

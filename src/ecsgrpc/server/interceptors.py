@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from ecsgrpc.metrics import ServerMetrics
-from ecsgrpc.security.handlers import wrap_handler
+from ecsgrpc.server.handlers import wrap_handler
 
 __all__ = ["InFlightInterceptor"]
 

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from ecsgrpc.security.handlers import rejecting_handler
 from ecsgrpc.security.tokens import BearerToken
+from ecsgrpc.server.handlers import rejecting_handler
 
 __all__ = ["OPEN_PREFIXES", "AuthInterceptor", "TokenAuthInterceptor"]
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import grpc
 
 from ecsgrpc.config import ServerSettings
-from ecsgrpc.security.auth import TokenAuthInterceptor
-from ecsgrpc.security.deadline import DeadlineCapInterceptor
-from ecsgrpc.security.decode import DecodeGuardInterceptor
-from ecsgrpc.security.server_tls import CertificateReloader, server_tls_files
 from ecsgrpc.security.tokens import token_from
+from ecsgrpc.server.auth import TokenAuthInterceptor
+from ecsgrpc.server.deadline import DeadlineCapInterceptor
+from ecsgrpc.server.decode import DecodeGuardInterceptor
+from ecsgrpc.server.tls import CertificateReloader, server_tls_files
 
 __all__ = ["ServerSecurity", "server_security"]
 

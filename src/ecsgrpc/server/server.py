@@ -1,6 +1,7 @@
 """``serve()``: run any grpc.aio servicer the way ECS needs it.
 
-Health (``grpc.health.v1``) and reflection are registered, keepalive
+Health (``grpc.health.v1``) and, when grpcio-reflection is installed,
+reflection are registered, keepalive
 enforcement admits this project's client keepalive, and SIGTERM starts a
 drain (see :class:`ServerState`)::
 
@@ -16,7 +17,6 @@ then are cancelled. A second signal stops at once.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import signal
 import time
@@ -27,18 +27,18 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from ecsgrpc.config import ServerSettings, load
-from ecsgrpc.errors import ConfigError
+from ecsgrpc.errors import BindError
 from ecsgrpc.metrics import server_metrics
-from ecsgrpc.security.server import ServerSecurity, server_security
-from ecsgrpc.server_interceptor import InFlightInterceptor
+from ecsgrpc.server.interceptors import InFlightInterceptor
+from ecsgrpc.server.lifecycle import ServerState, can_transition
+from ecsgrpc.server.security import ServerSecurity, server_security
 from ecsgrpc.telemetry import Telemetry
 from ecsgrpc.telemetry import resolve as resolve_telemetry
 
-__all__ = ["Server", "ServerState", "ServiceSpec", "serve"]
+__all__ = ["Server", "ServerState", "ServiceSpec", "can_transition", "serve", "server_options"]
 
 log = logging.getLogger(__name__)
 
@@ -78,28 +78,6 @@ HEALTH_SERVICE = "grpc.health.v1.Health"
 _INFRA_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-class ServerState(enum.Enum):
-    CREATED = "created"
-    SERVING = "serving"
-    DRAINING = "draining"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-_TRANSITIONS: dict[ServerState, frozenset[ServerState]] = {
-    ServerState.CREATED: frozenset({ServerState.SERVING, ServerState.STOPPED}),
-    ServerState.SERVING: frozenset({ServerState.DRAINING, ServerState.STOPPING}),
-    ServerState.DRAINING: frozenset({ServerState.STOPPING}),
-    ServerState.STOPPING: frozenset({ServerState.STOPPED}),
-    ServerState.STOPPED: frozenset(),
-}
-
-
-def can_transition(current: ServerState, new: ServerState) -> bool:
-    """Whether the lifecycle allows ``current -> new`` (pure; tested on its own)."""
-    return new in _TRANSITIONS[current]
-
-
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
     """A service to host: its full name (``package.Service``) and how to add it.
@@ -137,6 +115,18 @@ def server_options(settings: ServerSettings) -> list[tuple[str, Any]]:
         opts.append(("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)))
         opts.append(("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)))
     return opts
+
+
+def _enable_reflection(names: Sequence[str], server: grpc.aio.Server) -> bool:
+    """Serve grpc.reflection when grpcio-reflection is installed (it is not a
+    core dependency: the ``agent`` extra brings it; see docs/architecture.md)."""
+    try:
+        from grpc_reflection.v1alpha import reflection
+    except ImportError:
+        log.debug("grpcio-reflection is not installed: no server reflection")
+        return False
+    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+    return True
 
 
 class Server:
@@ -218,15 +208,13 @@ class Server:
     async def start(self) -> int:
         """Bind, register services, start serving; returns the bound port.
 
-        Raises ConfigError when the address cannot be bound.
+        Raises BindError (a ConfigError) when the address cannot be bound.
         """
         for spec in self._services:
             spec.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         names = [s.name for s in self._services]
-        reflection.enable_server_reflection(
-            [*names, HEALTH_SERVICE, reflection.SERVICE_NAME], self._server
-        )
+        _enable_reflection([*names, HEALTH_SERVICE], self._server)
         bind = f"[{self._settings.host}]" if ":" in self._settings.host else self._settings.host
         credentials = self.security.credentials()
         try:
@@ -237,7 +225,7 @@ class Server:
                     f"{bind}:{self._settings.port}", credentials
                 )
         except RuntimeError as exc:
-            raise ConfigError(f"cannot listen on {bind}:{self._settings.port}: {exc}") from None
+            raise BindError(f"cannot listen on {bind}:{self._settings.port}: {exc}") from None
         await self._server.start()
         if self._tracing is not None:
             self._tracing.set_local_address(self.address)

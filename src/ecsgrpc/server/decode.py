@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from ecsgrpc.security.handlers import Behavior
+from ecsgrpc.server.handlers import Behavior
 
 __all__ = ["DecodeGuardInterceptor"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from ecsgrpc.security.handlers import Behavior, wrap_handler
+from ecsgrpc.server.handlers import Behavior, wrap_handler
 
 __all__ = ["DeadlineCapInterceptor"]
 

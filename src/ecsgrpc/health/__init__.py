@@ -1,1 +1,0 @@
-"""Health checking: the probe (server side checks) and, later, client watches."""
