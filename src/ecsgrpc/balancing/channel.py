@@ -8,7 +8,6 @@ subchannel per endpoint, and routes each call through the current picker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -238,7 +237,7 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         if grace is not None and grace > 0:
             # Polled, not signalled: the per-call path pays nothing for close(grace).
             end = time.monotonic() + grace
-            while self._router.in_flight > 0 and time.monotonic() < end:
+            while self._router.in_flight > 0 and time.monotonic() < end:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         await self._balancer.aclose()
 
