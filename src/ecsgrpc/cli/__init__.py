@@ -35,7 +35,7 @@ def _root() -> None:
 
 
 # The library's own commands: one module each here, with register(app).
-LIBRARY_COMMANDS = ("probe", "discover")
+LIBRARY_COMMANDS = ("probe", "discover", "xds")
 # Applications built on the library (the Workflow Agent, the gateway, the demo,
 # the benchmarks) add their commands through this entry-point group: the
 # library never imports them. Each entry point names a module with register(app).
