@@ -186,3 +186,57 @@ def python_client(
     ]
     env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap, "PYTHONPATH": str(REPO / "src")}
     return XdsClient(cmd, env, log_dir / f"pyclient-{time.monotonic_ns()}.err").start()
+
+
+# grpc-js: installed once per machine into a cache directory by the tests' setup.
+NODE_PACKAGES = ("@grpc/grpc-js@~1.14.0", "@grpc/grpc-js-xds@~1.14.0", "@grpc/proto-loader@~0.8.0")
+NODE_CACHE = Path(
+    os.environ.get("ECSGRPC_NODE_CACHE", Path.home() / ".cache" / "ecsgrpc-tests" / "node-xds")
+)
+
+
+def install_node_packages(cache: Path = NODE_CACHE, timeout: float = 240.0) -> Path:
+    """``npm install`` grpc-js, grpc-js-xds and proto-loader into ``cache`` (once);
+    returns its ``node_modules``. Raises RuntimeError with npm's output on failure."""
+    modules = cache / "node_modules"
+    if all((modules / p.rsplit("@", 1)[0] / "package.json").exists() for p in NODE_PACKAGES):
+        return modules
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest = cache / "package.json"
+    if not manifest.exists():
+        manifest.write_text('{"name": "ecsgrpc-xds-test-client", "private": true}\n')
+    done = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", *NODE_PACKAGES],
+        cwd=cache,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"npm install failed:\n{done.stdout}\n{done.stderr}")
+    return modules
+
+
+def node_client(
+    bootstrap: str,
+    target: str,
+    log_dir: Path,
+    *,
+    modules: Path,
+    concurrency: int = 2,
+    interval: float = 0.0,
+    duration: float = 90.0,
+) -> XdsClient:
+    cmd = [
+        "node",
+        str(HERE / "xds_client.js"),
+        target,
+        "--concurrency",
+        str(concurrency),
+        "--interval",
+        str(interval),
+        "--duration",
+        str(duration),
+    ]
+    env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap, "NODE_PATH": str(modules)}
+    return XdsClient(cmd, env, log_dir / f"nodeclient-{time.monotonic_ns()}.err").start()

@@ -7,14 +7,23 @@ tests never share an address with other suites running at the same time.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ecsgrpc_apps.local.emulator import AwsEmulator, CloudMapService
 from tests.support.agents import AgentProcess
-from tests.support.xds import ControlPlaneProcess, XdsClient, start_control_plane
+from tests.support.xds import (
+    ControlPlaneProcess,
+    XdsClient,
+    install_node_packages,
+    node_client,
+    python_client,
+    start_control_plane,
+)
 
 POLL = 0.5
 TARGET = f"cloudmap://workflow.local/workflow-agent?poll={POLL}"
@@ -59,5 +68,35 @@ def clients() -> Iterator[list[XdsClient]]:
     """Append started clients here; each is stopped at the end."""
     started: list[XdsClient] = []
     yield started
+    for client in started:
+        client.stop(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """grpc-js + grpc-js-xds from npm, installed once into a cache directory."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed for the grpc-js xDS tests (the CI image has them)")
+    return install_node_packages()
+
+
+@pytest.fixture(params=["grpcio", "grpc-js"])
+def xds_client(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., XdsClient]]:
+    """Factory of clients we did not write: grpcio's C-core, or grpc-js + grpc-js-xds.
+    ``xds_client(bootstrap_json, "xds:///NAME")``; every client is stopped at the end."""
+    started: list[XdsClient] = []
+    modules = request.getfixturevalue("node_modules") if request.param == "grpc-js" else None
+
+    def factory(bootstrap: str, target: str, **kw: Any) -> XdsClient:
+        if modules is None:
+            client = python_client(bootstrap, target, tmp_path, **kw)
+        else:
+            client = node_client(bootstrap, target, tmp_path, modules=modules, **kw)
+        started.append(client)
+        return client
+
+    yield factory
     for client in started:
         client.stop(timeout=5)

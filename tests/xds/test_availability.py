@@ -33,8 +33,7 @@ async def test_client_keeps_last_config_while_control_plane_is_killed_then_follo
     aws: AwsEmulator,
     agents: Callable[..., AgentProcess],
     control_planes: Callable[..., ControlPlaneProcess],
-    clients: list[XdsClient],
-    tmp_path: Path,
+    xds_client: Callable[..., XdsClient],
 ) -> None:
     svc = await asyncio.to_thread(aws.provision_cloudmap)
     procs = await _start_agents(agents, ["127.0.17.2", "127.0.17.3"])
@@ -42,10 +41,12 @@ async def test_client_keeps_last_config_while_control_plane_is_killed_then_follo
         await register_async(aws, svc, proc, "us-east-1a")
     ids = {p.instance_id for p in procs}
     plane = await asyncio.to_thread(control_planes, "127.0.17.100", *SERVICE)
-    client = python_client(bootstrap_json([plane.address]), f"xds:///{NAME}", tmp_path)
-    clients.append(client)
+    client = xds_client(bootstrap_json([plane.address]), f"xds:///{NAME}")
     start = time.time()
-    assert await wait_until(lambda: set(client.served(start)) == ids, 20), client.stderr()
+    assert await wait_until(lambda: set(client.served(start)) == ids, 20), (
+        client.stderr(),
+        client.records[-3:],
+    )
 
     plane.signal(signal.SIGKILL)
     await asyncio.to_thread(plane.wait, 10)
@@ -73,8 +74,7 @@ async def test_replicas_a_draining_replica_hands_clients_to_another(
     aws: AwsEmulator,
     agents: Callable[..., AgentProcess],
     control_planes: Callable[..., ControlPlaneProcess],
-    clients: list[XdsClient],
-    tmp_path: Path,
+    xds_client: Callable[..., XdsClient],
 ) -> None:
     svc = await asyncio.to_thread(aws.provision_cloudmap)
     procs = await _start_agents(agents, ["127.0.17.2", "127.0.17.3"])
@@ -86,11 +86,13 @@ async def test_replicas_a_draining_replica_hands_clients_to_another(
     )
     bootstrap = bootstrap_json([first.address, second.address])
     assert f"ipv4:{first.address},{second.address}" in bootstrap
-    client = python_client(bootstrap, f"xds:///{NAME}", tmp_path)
-    clients.append(client)
+    client = xds_client(bootstrap, f"xds:///{NAME}")
     start = time.time()
     ids = {p.instance_id for p in procs}
-    assert await wait_until(lambda: set(client.served(start)) == ids, 20), client.stderr()
+    assert await wait_until(lambda: set(client.served(start)) == ids, 20), (
+        client.stderr(),
+        client.records[-3:],
+    )
 
     first.signal(signal.SIGTERM)
     assert await asyncio.to_thread(first.wait, 15) == 0
@@ -102,6 +104,8 @@ async def test_replicas_a_draining_replica_hands_clients_to_another(
     assert client.errors() == [], client.errors()[:5]
 
 
+# grpcio only: grpc-js-xds 1.14 accepts only "insecure" and "google_default"
+# channel credentials in its bootstrap (docs/xds.md says so).
 async def test_mtls_control_plane_with_a_tls_bootstrap(
     aws: AwsEmulator,
     agents: Callable[..., AgentProcess],

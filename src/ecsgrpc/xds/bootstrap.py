@@ -152,9 +152,9 @@ def bootstrap_config(
     node: dict[str, Any] = {
         "id": node_id or f"{socket.gethostname()}-{os.getpid()}",
         "cluster": cluster,
+        # Always present: grpc-js rejects a bootstrap whose node has no locality.
+        "locality": {"zone": zone} if zone else {},
     }
-    if zone:
-        node["locality"] = {"zone": zone}
     if metadata:
         node["metadata"] = dict(metadata)
     return {

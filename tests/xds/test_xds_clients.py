@@ -1,4 +1,4 @@
-"""grpcio's own xDS client (C-core, ``xds:///NAME``) fed by ``ecsgrpc xds``.
+"""gRPC's own xDS clients (grpcio's C-core; grpc-js + grpc-js-xds) fed by ``ecsgrpc xds``.
 
 Nothing of ecsgrpc runs in the client process: the resolver, the load
 balancing, the priorities and the health filtering are C-core's, configured
@@ -12,14 +12,13 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from ecsgrpc.xds.bootstrap import bootstrap_json
 from ecsgrpc_apps.local.emulator import AwsEmulator
 from tests.support.agents import AgentProcess, wait_until
-from tests.support.xds import ControlPlaneProcess, XdsClient, python_client
+from tests.support.xds import ControlPlaneProcess, XdsClient
 from tests.xds.conftest import NAME, POLL, TARGET, register_async
 
 pytestmark = pytest.mark.timeout(150)
@@ -41,8 +40,7 @@ async def test_spread_new_task_deregistered_and_draining_tasks(
     aws: AwsEmulator,
     agents: Callable[..., AgentProcess],
     control_planes: Callable[..., ControlPlaneProcess],
-    clients: list[XdsClient],
-    tmp_path: Path,
+    xds_client: Callable[..., XdsClient],
 ) -> None:
     svc = await asyncio.to_thread(aws.provision_cloudmap)
     procs = await _agents(
@@ -51,8 +49,7 @@ async def test_spread_new_task_deregistered_and_draining_tasks(
     for proc, zone in zip(procs, ("us-east-1a", "us-east-1b", "us-east-1c"), strict=True):
         await register_async(aws, svc, proc, zone)
     plane = await asyncio.to_thread(control_planes, "127.0.17.100", *SERVICE)
-    client = python_client(bootstrap_json([plane.address]), f"xds:///{NAME}", tmp_path)
-    clients.append(client)
+    client = xds_client(bootstrap_json([plane.address]), f"xds:///{NAME}")
 
     # Spread over all tasks: every agent serves, none more than half the calls.
     assert await _served_by_all(client, {p.instance_id for p in procs}, 20), client.stderr()
@@ -90,8 +87,7 @@ async def test_zone_preference_and_failover_to_other_zones(
     aws: AwsEmulator,
     agents: Callable[..., AgentProcess],
     control_planes: Callable[..., ControlPlaneProcess],
-    clients: list[XdsClient],
-    tmp_path: Path,
+    xds_client: Callable[..., XdsClient],
 ) -> None:
     svc = await asyncio.to_thread(aws.provision_cloudmap)
     procs = await _agents(
@@ -105,13 +101,12 @@ async def test_zone_preference_and_failover_to_other_zones(
     in_a = {procs[0].instance_id, procs[1].instance_id}
     in_b = {procs[2].instance_id, procs[3].instance_id}
     plane = await asyncio.to_thread(control_planes, "127.0.17.100", *SERVICE)
-    client_a = python_client(
-        bootstrap_json([plane.address], zone="us-east-1a", node_id="a"), f"xds:///{NAME}", tmp_path
+    client_a = xds_client(
+        bootstrap_json([plane.address], zone="us-east-1a", node_id="a"), f"xds:///{NAME}"
     )
-    client_b = python_client(
-        bootstrap_json([plane.address], zone="us-east-1b", node_id="b"), f"xds:///{NAME}", tmp_path
+    client_b = xds_client(
+        bootstrap_json([plane.address], zone="us-east-1b", node_id="b"), f"xds:///{NAME}"
     )
-    clients.extend([client_a, client_b])
     assert await _served_by_all(client_a, in_a, 20), client_a.stderr()
     assert await _served_by_all(client_b, in_b, 20), client_b.stderr()
     window = time.time()
