@@ -1,7 +1,7 @@
 """Runs the scenarios in order and collects their results.
 
 Scenarios: ``overhead``, ``task_killed``, ``rolling_deploy``, ``scale_out``,
-``slow_task``, ``discovery_outage``, ``client_scale``. The DNS contender is
+``slow_task``, ``discovery_outage``, ``client_scale``, ``xds_fleet``. The DNS contender is
 skipped (with the reason in its rows) when dnsmasq is not installed; the
 embedded Cloud Map emulator is started only for the scenarios that need it.
 A scenario that fails is recorded with its error and the others still run.
@@ -22,6 +22,7 @@ from ecsgrpc_apps.bench import (
     rolling,
     scaleout,
     slow,
+    xds_fleet,
 )
 from ecsgrpc_apps.bench.contenders import CONTENDERS, Contender
 from ecsgrpc_apps.bench.results import ScenarioResult
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "slow_task": slow.run,
     "discovery_outage": outage.run,
     "client_scale": client_scale.run,
+    "xds_fleet": xds_fleet.run,
 }
 DNSMASQ_MISSING = "dnsmasq not installed"
 

@@ -59,7 +59,15 @@ def _bench_port() -> int:
 class ControlPlaneProcess:
     """``python -m ecsgrpc xds serve`` for one fleet."""
 
-    def __init__(self, target: str, env: dict[str, str], port: int) -> None:
+    def __init__(
+        self,
+        target: str,
+        env: dict[str, str],
+        port: int,
+        *,
+        extra: tuple[str, ...] = (),
+        service: str = "",
+    ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="ecsgrpc-bench-xds-"))
         self.log_path = self._dir / "xds.log"
         cmd = [
@@ -77,7 +85,8 @@ class ControlPlaneProcess:
             "--grace-seconds",
             "0",
             "--service",
-            f"{NAME}={target}",
+            f"{service or NAME}={target}",
+            *extra,
         ]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
