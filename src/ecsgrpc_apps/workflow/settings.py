@@ -57,7 +57,11 @@ class ClientSettings(BaseSettings):
     @field_validator("target")
     @classmethod
     def _valid_target(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and value.startswith("xds:"):
+            from ecsgrpc.xds.channel import check_xds_target
+
+            check_xds_target(value)  # gRPC's xDS client (docs/xds.md)
+        elif value is not None:
             from ecsgrpc.targets import parse_target
 
             parse_target(value)  # ConfigError is a ValueError: pydantic reports it
