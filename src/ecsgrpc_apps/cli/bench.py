@@ -42,7 +42,7 @@ def bench(
     GRPC_VERBOSITY=ERROR in the environment to hide those lines.
 
     Scenarios: overhead, task_killed, rolling_deploy, scale_out, slow_task,
-    discovery_outage, client_scale. Prints markdown tables and the targets.
+    discovery_outage, client_scale, xds_fleet. Prints markdown tables and the targets.
     """
     from ecsgrpc_apps.bench.report import document, machine, markdown
     from ecsgrpc_apps.bench.runner import SCENARIOS, parse_only, run_bench
