@@ -17,6 +17,7 @@ the control plane's CPU (idle, polling; and per change) and memory per client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import time
@@ -190,6 +191,25 @@ async def _changes(
     return p50s, maxima, cpu
 
 
+async def _discovered(port: int, timeout: float = 30.0) -> None:
+    """Until the control plane's ADS service is SERVING (discovery has answered)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ecsgrpc.xds.server import ADS_SERVICE
+
+    request = health_pb2.HealthCheckRequest(service=ADS_SERVICE)
+    deadline = time.monotonic() + timeout
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(request, timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the xds control plane did not discover the fleet in time")
+
+
 def _free_port() -> int:
     import socket
 
@@ -236,7 +256,7 @@ async def run(ctx: Context) -> ScenarioResult:
     try:
         await asyncio.to_thread(plane.wait_serving, 30)
         pid = plane.proc.pid
-        await asyncio.sleep(2 * POLL)  # first answers in
+        await _discovered(port)
         rss_before = _rss_kb(pid)
         ctx.progress(f"{NAME}: {n_clients} clients subscribing")
         started = time.monotonic()
@@ -250,7 +270,7 @@ async def run(ctx: Context) -> ScenarioResult:
             clients.append(client)
         synced = await _until(lambda: all(c.assignments for c in clients), 120)
         initial_sync = time.monotonic() - started if synced else None
-        await asyncio.sleep(min(2.0, idle_window))
+        await asyncio.sleep(min(2.0, idle_window / 2))
         rss_after = _rss_kb(pid)
         cpu0 = _cpu_seconds(pid)
         await asyncio.sleep(idle_window)
