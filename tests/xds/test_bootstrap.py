@@ -149,3 +149,38 @@ def test_cli_bad_input_is_one_line_naming_the_value(args: list[str], named: str)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert named in lines[0] and "Traceback" not in done.stderr
+
+
+_WITHOUT_EXTRA = (
+    "import sys\n"
+    "sys.modules['envoy'] = None  # as if the 'xds' extra were not installed\n"
+    "from ecsgrpc.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_without_the_xds_extra_serve_names_the_extra_and_bootstrap_still_works() -> None:
+    serve = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WITHOUT_EXTRA,
+            "xds",
+            "serve",
+            "--service",
+            "a=static:///127.0.17.2:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert serve.returncode == 2
+    assert "pip install 'ecsgrpc[xds]'" in serve.stderr and "Traceback" not in serve.stderr
+    boot = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRA, "xds", "bootstrap", "--server", "127.0.17.100:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert boot.returncode == 0, boot.stderr
+    assert json.loads(boot.stdout)["xds_servers"][0]["server_uri"] == "ipv4:127.0.17.100:1"

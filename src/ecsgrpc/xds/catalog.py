@@ -29,6 +29,7 @@ from google.protobuf import any_pb2
 from prometheus_client import CollectorRegistry
 
 from ecsgrpc.endpoints import EndpointSet
+from ecsgrpc.errors import ConfigError
 from ecsgrpc.resolvers.base import Resolver
 from ecsgrpc.resolvers.registry import build_resolver
 from ecsgrpc.xds.config import XdsService
@@ -95,8 +96,6 @@ class Catalog:
         names = [s.name for s in services]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
-            from ecsgrpc.errors import ConfigError
-
             raise ConfigError(f"service {sorted(dupes)[0]!r} is given twice")
         self.services: Mapping[str, XdsService] = MappingProxyType({s.name: s for s in services})
         self._registry = registry
