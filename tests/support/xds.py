@@ -46,7 +46,7 @@ class ControlPlaneProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Start (again, on the same port once one is known)."""
         cmd = [
             sys.executable,
@@ -171,7 +171,7 @@ def python_client(
     *,
     concurrency: int = 2,
     interval: float = 0.0,
-    duration: float = 90.0,
+    duration: float = 300.0,
 ) -> XdsClient:
     cmd = [
         sys.executable,
@@ -225,7 +225,7 @@ def node_client(
     modules: Path,
     concurrency: int = 2,
     interval: float = 0.0,
-    duration: float = 90.0,
+    duration: float = 300.0,
 ) -> XdsClient:
     cmd = [
         "node",

@@ -19,7 +19,7 @@ from tests.support.certs import make_tls_files
 from tests.support.xds import ControlPlaneProcess, XdsClient, python_client
 from tests.xds.conftest import NAME, TARGET, register_async
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = pytest.mark.timeout(240)
 SERVICE = ("--service", f"{NAME}={TARGET}")
 
 
@@ -43,7 +43,7 @@ async def test_client_keeps_last_config_while_control_plane_is_killed_then_follo
     plane = await asyncio.to_thread(control_planes, "127.0.17.100", *SERVICE)
     client = xds_client(bootstrap_json([plane.address]), f"xds:///{NAME}")
     start = time.time()
-    assert await wait_until(lambda: set(client.served(start)) == ids, 20), (
+    assert await wait_until(lambda: set(client.served(start)) == ids, 60), (
         client.stderr(),
         client.records[-3:],
     )
@@ -63,7 +63,7 @@ async def test_client_keeps_last_config_while_control_plane_is_killed_then_follo
     await register_async(aws, svc, newcomer, "us-east-1a")
     restarted = time.time()
     wanted = {procs[1].instance_id, newcomer.instance_id}
-    assert await wait_until(lambda: set(client.served(time.time() - 1)) == wanted, 20)
+    assert await wait_until(lambda: set(client.served(time.time() - 1)) == wanted, 40)
     followed = time.time() - restarted
     client.stop()
     assert client.errors() == [], client.errors()[:5]
@@ -89,7 +89,7 @@ async def test_replicas_a_draining_replica_hands_clients_to_another(
     client = xds_client(bootstrap, f"xds:///{NAME}")
     start = time.time()
     ids = {p.instance_id for p in procs}
-    assert await wait_until(lambda: set(client.served(start)) == ids, 20), (
+    assert await wait_until(lambda: set(client.served(start)) == ids, 60), (
         client.stderr(),
         client.records[-3:],
     )
@@ -99,7 +99,7 @@ async def test_replicas_a_draining_replica_hands_clients_to_another(
     # Changes now reach the client only through the second replica.
     newcomer = (await _start_agents(agents, ["127.0.17.4"]))[0]
     await register_async(aws, svc, newcomer, "us-east-1a")
-    assert await wait_until(lambda: newcomer.instance_id in client.served(time.time() - 1), 20)
+    assert await wait_until(lambda: newcomer.instance_id in client.served(time.time() - 1), 30)
     client.stop()
     assert client.errors() == [], client.errors()[:5]
 
@@ -142,7 +142,7 @@ async def test_mtls_control_plane_with_a_tls_bootstrap(
     clients.extend([good, refused])
     start = time.time()
     ids = {p.instance_id for p in procs}
-    assert await wait_until(lambda: set(good.served(start)) == ids, 20), good.stderr()
+    assert await wait_until(lambda: set(good.served(start)) == ids, 60), good.stderr()
     good.stop()
     assert good.errors() == []
     assert refused.served() == {}

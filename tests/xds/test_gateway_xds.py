@@ -22,7 +22,7 @@ from tests.support.agents import AgentProcess, wait_until
 from tests.support.xds import ControlPlaneProcess
 from tests.xds.conftest import NAME, TARGET, register_async
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(180)
 _SERVING = re.compile(r"gateway serving on http://(\S+)")
 
 
@@ -52,7 +52,7 @@ async def test_gateway_serves_through_xds(
     plane = await asyncio.to_thread(control_planes, "127.0.17.100", "--service", f"{NAME}={TARGET}")
     gw, log = _gateway(tmp_path, {"ECSGRPC_XDS_SERVERS": plane.address})
     try:
-        assert await wait_until(lambda: _SERVING.search(log.read_text()), 20), log.read_text()
+        assert await wait_until(lambda: _SERVING.search(log.read_text()), 60), log.read_text()
         url = "http://" + _SERVING.search(log.read_text()).group(1)  # type: ignore[union-attr]
         served = set()
         async with httpx.AsyncClient(base_url=url, timeout=20) as http:
