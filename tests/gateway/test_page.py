@@ -96,4 +96,4 @@ async def test_the_page_streams_a_reply_and_shows_the_agent_and_endpoints(
     assert shown["events"] == str(len(message.split()) + 2)
     addresses = sorted(row[0] for row in shown["rows"])
     assert addresses == sorted(p.address for p in procs)
-    assert all(row[3] == "ready" and row[8] == "true" for row in shown["rows"]), shown["rows"]
+    assert all(row[3] == "ready" and row[9] == "true" for row in shown["rows"]), shown["rows"]

@@ -5,6 +5,8 @@
 * ``task_killed_timeline.png``, ``rolling_deploy_timeline.png``,
   ``scale_out_timeline.png``: calls started per 0.5 s by serving agent (and
   failed), one panel per contender, the event at t = 0;
+* ``silent_failure_freeze_timeline.png``, ``silent_failure_black_hole_timeline.png``:
+  the same timeline, fault from t = 0 to its end;
 * ``slow_task.png``: the slow agent's share of calls and p99 per contender;
 * ``client_scale.png``: resolution + rebuild and pick cost against endpoints.
 """
@@ -44,6 +46,8 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[Path]:
             written.append(_timeline(plt, name, scenarios[name], out))
     if "slow_task" in scenarios:
         written.append(_slow(plt, scenarios["slow_task"], out))
+    if "silent_failure" in scenarios:
+        written += _silent(plt, scenarios["silent_failure"], out)
     if "client_scale" in scenarios:
         written.append(_scale(plt, scenarios["client_scale"], out))
     return written
@@ -111,6 +115,22 @@ def _timeline(plt: Any, name: str, scenario: dict[str, Any], out: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _silent(plt: Any, scenario: dict[str, Any], out: Path) -> list[Path]:
+    """One timeline per fault case (series are keyed ``case/contender``)."""
+    paths = []
+    series = scenario["series"]
+    for case in ("freeze", "black_hole"):
+        mine = {k.split("/", 1)[1]: v for k, v in series.items() if k.startswith(f"{case}/")}
+        if not mine:
+            continue
+        sub = {
+            "title": f"{scenario['title']} [{case}]",
+            "series": {**mine, "_events": series.get("_events", [])},
+        }
+        paths.append(_timeline(plt, f"silent_failure_{case}", sub, out))
+    return paths
 
 
 def _short(agent: str) -> str:

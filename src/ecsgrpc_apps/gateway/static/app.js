@@ -125,7 +125,7 @@ async function refreshEndpoints() {
       row.className = e.pickable ? "pickable" : "unpickable";
       row.dataset.address = e.address;
       for (const key of ["address", "instance_id", "zone", "state", "health", "in_flight",
-                         "ejected", "draining", "pickable"]) cell(row, e[key]);
+                         "ejected", "stalled", "draining", "pickable"]) cell(row, e[key]);
       body.appendChild(row);
     }
   } catch (e) { /* the gateway is restarting: try again on the next tick */ }
