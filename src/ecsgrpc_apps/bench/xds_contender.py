@@ -1,8 +1,8 @@
 """The ``native_xds`` contender: grpcio's own xDS client (``xds:///NAME``), fed
 by an ``ecsgrpc xds`` control plane that discovers the fleet.
 
-The control plane runs as its own process (as it would on ECS), polling the
-fleet's Cloud Map service when there is one, else serving its fixed list. The
+The control plane polls the fleet's Cloud Map service when there is one, else
+serves its fixed list (see :func:`open_native_xds` for where it runs). The
 client is a plain ``grpc.aio`` channel: resolution, balancing, priorities,
 retries (gRFC A44) and outlier detection (A50) all happen in C-core.
 
@@ -13,7 +13,6 @@ plane of a bench run listens on the same loopback port, picked once.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
@@ -118,38 +117,43 @@ class ControlPlaneProcess:
 class XdsChannelClient(ChannelClient):
     """The channel plus the control plane it needs; closing stops both."""
 
-    def __init__(self, channel: Any, plane: ControlPlaneProcess) -> None:
+    def __init__(self, channel: Any, plane: Any) -> None:
         super().__init__("native_xds", channel)
         self.plane = plane
 
     async def aclose(self) -> None:
         await super().aclose()
-        await asyncio.to_thread(self.plane.stop)
-
-
-def _aws_env(fleet: Fleet) -> dict[str, str]:
-    options = fleet.resolver_options
-    env: dict[str, str] = {}
-    if "endpoint_url" in options:
-        env["AWS_ENDPOINT_URL"] = str(options["endpoint_url"])
-        # The bench's emulator takes any credentials; these are not secrets.
-        env.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    if "region" in options:
-        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = str(options["region"])
-    return env
+        await self.plane.stop()
 
 
 async def open_native_xds(fleet: Fleet) -> Client:
-    """A ready ``xds:///workflow-agent`` channel over ``fleet``'s discovery."""
+    """A ready ``xds:///workflow-agent`` channel over ``fleet``'s discovery.
+
+    The control plane runs in this process (started in milliseconds, where a
+    process takes seconds on a loaded machine); between calls it only waits
+    on its polls, so it costs the measured client next to nothing. The
+    ``xds_fleet`` scenario runs it as its own process to measure it.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from ecsgrpc.config import ServerSettings
+    from ecsgrpc.xds.config import XdsService
+    from ecsgrpc.xds.server import ControlPlane
+
     target = fleet.cloudmap or "static:///" + ",".join(fleet.addresses)
-    plane = ControlPlaneProcess(target, _aws_env(fleet), _bench_port())
-    await asyncio.to_thread(plane.wait_serving, _READY_TIMEOUT)
+    settings = ServerSettings(host=HOST, port=_bench_port(), drain_seconds=0, grace_seconds=0)
+    plane = ControlPlane(
+        [XdsService(NAME, target)],
+        settings=settings,
+        registry=CollectorRegistry(),
+        resolver_options=dict(fleet.resolver_options),
+    )
+    await plane.start()
     channel = grpc.aio.insecure_channel(f"xds:///{NAME}")
     try:
         await _native_ready(channel, fleet.expected, _READY_TIMEOUT)
     except BaseException:
         await channel.close()
-        await asyncio.to_thread(plane.stop)
+        await plane.stop()
         raise
     return XdsChannelClient(channel, plane)
