@@ -34,6 +34,7 @@ _TEXT = {"errors"}  # a summary like "UNAVAILABLE x3"
 _SUBSETS = {
     "client_scale": {"ecsgrpc_round_robin", "ecsgrpc_least_request"},  # only ecsgrpc picks
     "client_bound": {"native_round_robin", "ecsgrpc_round_robin", "ecsgrpc_least_request"},
+    "xds_fleet": {"native_xds"},  # the xDS control plane's own fleet-scale numbers
 }
 _EXTRA = {"silent_failure": {"native_keepalive_round_robin"}}  # contenders of one scenario
 _GATEWAY_ONLY = {"gateway_overload"}  # the HTTP gateway, not the gRPC clients

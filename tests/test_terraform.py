@@ -58,6 +58,9 @@ ALL_FEATURES = {
     "gateway_ingress_security_group_ids": ["sg-0123456789abcdef0"],
     "nlb_client_security_group_ids": ["sg-0fedcba9876543210"],
     "nlb_client_cidr_blocks": ["10.1.0.0/16"],
+    "enable_xds_control_plane": True,
+    "gateway_uses_xds": True,
+    "xds_client_security_group_ids": ["sg-0aaaaaaaaaaaaaaaa"],
 }
 TCP_PROTOCOLS = {"TCP", "TLS", "UDP", "TCP_UDP"}
 
@@ -541,7 +544,11 @@ def test_agent_admits_grpc_only_from_security_groups(module: Module) -> None:
         if rtype == "aws_vpc_security_group_ingress_rule"
         and ev.eval(body.attrs["security_group_id"]) == "aws_security_group.agent.id"
     )
-    assert sources == ["aws_security_group.gateway.id", "aws_security_group.nlb[0].id"]
+    assert sources == [
+        "aws_security_group.gateway.id",
+        "aws_security_group.nlb[0].id",
+        "aws_security_group.xds[0].id",  # the xDS control plane's health watches
+    ]
     egress = module.resources[("aws_vpc_security_group_egress_rule", "gateway_to_agent")]
     assert ev.eval(egress.attrs["referenced_security_group_id"]) == "aws_security_group.agent.id"
     assert ev.eval(egress.attrs["from_port"]) == ev.eval(egress.attrs["to_port"]) == 50051
@@ -557,7 +564,9 @@ def test_no_tcp_target_group_sets_a_matcher(module: Module) -> None:
 def test_no_iam_policy_has_a_wildcard_action(module: Module) -> None:
     ev = Evaluator(module, ALL_FEATURES)
     docs = policy_documents(module, ev)
-    assert len(docs) == 6  # three trust policies, three permission policies
+    # Trust and permission policies: execution, agent, gateway; with the xDS
+    # control plane, its execution and task roles too.
+    assert len(docs) == 10
     assert wildcard_actions(module, ev) == []
 
 

@@ -25,7 +25,7 @@ from ecsgrpc.errors import BindError, EcsGrpcError
 
 __all__ = ["COMMAND_GROUP", "LIBRARY_COMMANDS", "main"]
 
-LIBRARY_COMMANDS = ("probe", "discover")
+LIBRARY_COMMANDS = ("probe", "discover", "xds")
 COMMAND_GROUP = "ecsgrpc.commands"
 # Commands whose usage errors exit 1 (grpc_health_probe's "invalid arguments").
 _EXIT_1_ON_USAGE = frozenset({"probe"})

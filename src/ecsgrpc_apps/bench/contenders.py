@@ -14,11 +14,14 @@ difference measured is the client, not the call.
 * ``seed_style``: :class:`~ecsgrpc_apps.bench.seed_client.SeedStyleClient`.
 * ``ecsgrpc_round_robin``, ``ecsgrpc_least_request``: :func:`ecsgrpc.connect`
   on the Cloud Map target when there is one, else ``static:///``.
+* ``native_xds`` (with the ``xds`` extra): gRPC's ``xds:///`` fed by ``ecsgrpc xds``
+  (:mod:`ecsgrpc_apps.bench.xds_contender`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -265,6 +268,14 @@ class Contender:
     needs_dns: bool = False
 
 
+async def _open_native_xds(fleet: Fleet) -> Client:
+    from ecsgrpc_apps.bench.xds_contender import open_native_xds
+
+    return await open_native_xds(fleet)
+
+
+_XDS_INSTALLED = importlib.util.find_spec("envoy") is not None  # the 'xds' extra
+
 CONTENDERS: tuple[Contender, ...] = (
     Contender("raw_grpc_aio", "one grpc.aio channel to the first agent", open_raw),
     Contender(
@@ -290,6 +301,11 @@ CONTENDERS: tuple[Contender, ...] = (
         "ecsgrpc_least_request",
         "ecsgrpc.connect(policy='least_request')",
         _open_ecsgrpc("least_request"),
+    ),
+    *(
+        [Contender("native_xds", "grpc xds:/// fed by ecsgrpc xds (C-core)", _open_native_xds)]
+        if _XDS_INSTALLED
+        else []
     ),
 )
 # Run only where silence matters (silent_failure): elsewhere it is native_round_robin.

@@ -1,8 +1,8 @@
 """Runs the scenarios in order and collects their results.
 
 Scenarios: ``overhead``, ``client_bound``, ``task_killed``, ``rolling_deploy``, ``scale_out``,
-``slow_task``, ``discovery_outage``, ``client_scale``, ``silent_failure``. The DNS contender is
-skipped (with the reason in its rows) when dnsmasq is not installed; the
+``slow_task``, ``discovery_outage``, ``client_scale``, ``silent_failure``, ``xds_fleet``.
+The DNS contender is skipped (with the reason in its rows) when dnsmasq is not installed; the
 embedded Cloud Map emulator is started only for the scenarios that need it.
 A scenario that fails is recorded with its error and the others still run.
 """
@@ -25,6 +25,7 @@ from ecsgrpc_apps.bench import (
     scaleout,
     silent,
     slow,
+    xds_fleet,
 )
 from ecsgrpc_apps.bench.contenders import CONTENDERS, Contender
 from ecsgrpc_apps.bench.results import ScenarioResult
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, Scenario] = {
     "client_scale": client_scale.run,
     "silent_failure": silent.run,
     "gateway_overload": gateway_overload.run,
+    "xds_fleet": xds_fleet.run,
 }
 DNSMASQ_MISSING = "dnsmasq not installed"
 

@@ -22,7 +22,7 @@ _DESCRIPTION = """Run ecsgrpc against gRPC's native balancing and a plain one-ch
 side by side.
 Scenarios: overhead, client_bound, task_killed, rolling_deploy, scale_out,
 slow_task, discovery_outage, client_scale, silent_failure (its black holes need
-iptables and root), gateway_overload. Prints markdown tables and the targets.
+iptables and root), gateway_overload, xds_fleet. Prints markdown tables and the targets.
 grpc's core logs each GOAWAY (kills, deploys) on stderr; set GRPC_VERBOSITY=ERROR
 to hide those lines."""
 

@@ -4,14 +4,15 @@ It talks to the Workflow Agents through a :class:`BalancedChannel` chosen by
 the environment (``WORKFLOW_SERVICE_TARGET``, else the seed's
 ``WORKFLOW_SERVICE_HOST``/``WORKFLOW_SERVICE_PORT``, else Cloud Map with a DNS
 fallback), so every call goes to a healthy agent, and a stream is never
-replayed after it produced output.
+replayed after it produced output. An ``xds:///NAME`` target uses gRPC's own
+xDS client instead (:func:`ecsgrpc.xds.xds_channel`, docs/xds.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from ecsgrpc.balancing.channel import BalancedChannel, connect
 from ecsgrpc_apps.workflow import pb2, workflow_stub
@@ -80,12 +81,19 @@ class WorkflowClient:
                 security = client_security_from_env()
                 if security.enabled:
                     channel_options["security"] = security
-            given = list(channel_options.get("options", ()))
-            names = {name for name, _ in given}
-            channel_options["options"] = given + [
-                option for option in FLOW_CONTROL_OPTIONS if option[0] not in names
-            ]
-            channel = connect(target, **channel_options)
+            if target.startswith("xds:"):
+                # gRPC's own xDS client, fed by an ecsgrpc xds control plane.
+                from ecsgrpc.xds.channel import xds_channel
+
+                # XdsChannel has the BalancedChannel members callers read.
+                channel = cast(BalancedChannel, xds_channel(target))
+            else:
+                given = list(channel_options.get("options", ()))
+                names = {name for name, _ in given}
+                channel_options["options"] = given + [
+                    option for option in FLOW_CONTROL_OPTIONS if option[0] not in names
+                ]
+                channel = connect(target, **channel_options)
         self.channel = channel
         self.timeout = timeout
         self._stub = workflow_stub(channel)

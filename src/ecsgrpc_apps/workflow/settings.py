@@ -39,6 +39,11 @@ DEFAULT_WORKFLOW_TARGET = DEFAULT_WORKFLOW_SERVICE_TARGET
 
 
 def _check_target(value: str) -> None:
+    if value.startswith("xds:"):
+        from ecsgrpc.xds.channel import check_xds_target
+
+        check_xds_target(value)  # gRPC's xDS client (docs/xds.md)
+        return
     from ecsgrpc.targets import parse_target
 
     parse_target(value)  # ConfigError is a ValueError: its message is the reason

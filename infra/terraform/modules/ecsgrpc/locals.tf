@@ -51,6 +51,7 @@ locals {
       WORKFLOW_SERVICE_TARGET = local.workflow_service_target
       AWS_REGION              = local.region
     },
+    local.gateway_xds_environment, # xds.tf: xds:/// when gateway_uses_xds
   )
 
   # Container health checks. ECS reports them to Cloud Map (custom health

@@ -470,3 +470,95 @@ variable "nlb_client_cidr_blocks" {
     error_message = "Each nlb_client_cidr_blocks entry must be an IPv4 CIDR such as 10.1.0.0/16."
   }
 }
+
+# --- xDS control plane (xds.tf, docs/xds.md) -------------------------------------
+
+variable "enable_xds_control_plane" {
+  description = "Run the xDS control plane (ecsgrpc xds serve) as its own ECS service, so gRPC clients in any language can call xds:///<cloudmap_service_name>."
+  type        = bool
+  default     = false
+}
+
+variable "gateway_uses_xds" {
+  description = "The gateway calls the agents through gRPC's own xDS client (xds:///) fed by the control plane, instead of ecsgrpc.connect(). Needs enable_xds_control_plane."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.gateway_uses_xds || var.enable_xds_control_plane
+    error_message = "gateway_uses_xds needs enable_xds_control_plane = true."
+  }
+}
+
+variable "xds_image" {
+  description = "Image of the control plane (needs ecsgrpc[xds]); default: gateway_image."
+  type        = string
+  default     = null
+}
+
+variable "xds_desired_count" {
+  description = "Control plane replicas (clients reconnect to another when one stops)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.xds_desired_count >= 1 && floor(var.xds_desired_count) == var.xds_desired_count
+    error_message = "xds_desired_count must be a whole number of at least 1."
+  }
+}
+
+variable "xds_port" {
+  description = "The control plane's ADS port."
+  type        = number
+  default     = 18000
+
+  validation {
+    condition     = var.xds_port >= 1 && var.xds_port <= 65535 && floor(var.xds_port) == var.xds_port
+    error_message = "xds_port must be a whole number from 1 to 65535."
+  }
+}
+
+variable "xds_poll_seconds" {
+  description = "How often the control plane polls Cloud Map (once for every client)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.xds_poll_seconds >= 0.5 && var.xds_poll_seconds <= 300
+    error_message = "xds_poll_seconds must be from 0.5 to 300."
+  }
+}
+
+variable "xds_cpu" {
+  description = "Fargate CPU units of a control plane task."
+  type        = number
+  default     = 256
+}
+
+variable "xds_memory" {
+  description = "Fargate memory (MiB) of a control plane task."
+  type        = number
+  default     = 512
+}
+
+variable "xds_cloudmap_service_name" {
+  description = "Cloud Map name of the control plane replicas (clients use <name>.<cloudmap_namespace>:<xds_port>)."
+  type        = string
+  default     = "xds"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.xds_cloudmap_service_name))
+    error_message = "xds_cloudmap_service_name must be a DNS label (lowercase letters, digits, '-')."
+  }
+}
+
+variable "xds_client_security_group_ids" {
+  description = "Security groups of further xDS clients (services in any language) admitted to the control plane; the gateway's is always admitted."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.xds_client_security_group_ids : can(regex("^sg-[0-9a-f]{8,17}$", s))])
+    error_message = "Each xds_client_security_group_ids entry must look like sg-0123456789abcdef0."
+  }
+}

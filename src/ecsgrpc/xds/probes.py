@@ -1,0 +1,100 @@
+"""Health watches the control plane keeps on every endpoint, once for the fleet.
+
+One ``grpc.health.v1.Health/Watch`` stream per endpoint address. What it says
+becomes the endpoint's published health (see :mod:`ecsgrpc.xds.catalog`):
+
+* ``SERVING``: the endpoint serves (HEALTHY, unless discovery says UNHEALTHY);
+* ``NOT_SERVING`` (our servers say it from SIGTERM on, while they drain):
+  DRAINING, so every client stops sending it new calls at the next push.
+  It stays DRAINING when the endpoint then goes away, until discovery drops it
+  or it says SERVING again;
+* no answer (not reachable, no health service): unknown, discovery decides.
+  Silence is left to the clients' own connection handling and outlier
+  detection: the control plane never removes an endpoint only because *it*
+  cannot reach it (a partition between it and one task must not empty a fleet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+__all__ = ["HealthProber", "ProbeStatus"]
+
+_log = logging.getLogger(__name__)
+
+
+class ProbeStatus(enum.Enum):
+    SERVING = "serving"
+    NOT_SERVING = "not_serving"
+
+
+class HealthProber:
+    """Watches ``addresses`` (``host:port``); calls ``on_change`` when a status changes.
+
+    ``retry``: seconds between reconnection attempts to an endpoint that does not
+    answer. Use from one event loop; :meth:`aclose` stops every watch.
+    """
+
+    def __init__(self, on_change: Callable[[], None], *, retry: float = 1.0) -> None:
+        self._on_change = on_change
+        self._retry = retry
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._status: dict[str, ProbeStatus] = {}
+
+    def status(self, address: str) -> ProbeStatus | None:
+        return self._status.get(address)
+
+    def update(self, addresses: Iterable[str]) -> None:
+        """Watch exactly ``addresses``: start new watches, stop vanished ones."""
+        wanted = set(addresses)
+        for address in list(self._tasks):
+            if address not in wanted:
+                self._tasks.pop(address).cancel()
+                self._status.pop(address, None)
+        for address in wanted - self._tasks.keys():
+            self._tasks[address] = asyncio.get_running_loop().create_task(self._watch(address))
+
+    def _set(self, address: str, status: ProbeStatus | None) -> None:
+        old = self._status.get(address)
+        if status is None:
+            self._status.pop(address, None)
+        else:
+            self._status[address] = status
+        if old is not status:
+            self._on_change()
+
+    async def _watch(self, address: str) -> None:
+        request = health_pb2.HealthCheckRequest(service="")
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(
+                    address, options=[("grpc.enable_retries", 0)]
+                ) as channel:
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    async for reply in stub.Watch(request):
+                        serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+                        self._set(
+                            address, ProbeStatus.SERVING if serving else ProbeStatus.NOT_SERVING
+                        )
+            except grpc.aio.AioRpcError as exc:
+                _log.debug("health watch of %s: %s", address, exc.code().name)
+            # The stream ended: a drained endpoint stays NOT_SERVING; otherwise unknown.
+            if self._status.get(address) is ProbeStatus.SERVING:
+                self._set(address, None)
+            await asyncio.sleep(self._retry)
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
