@@ -117,10 +117,16 @@ def _add_serve(sub: Any) -> None:
         default=1.0,
         help="Then: ADS streams end after at most this long (default 1).",
     )
-    p.add_argument("--tls-cert", type=Path, help="Certificate chain (PEM): serve TLS [env GRPC_TLS_CERT].")
-    p.add_argument("--tls-key", type=Path, help="Private key (PEM) of --tls-cert [env GRPC_TLS_KEY].")
     p.add_argument(
-        "--tls-ca", type=Path, help="CA (PEM) for client certificates: require mTLS [env GRPC_TLS_CA]."
+        "--tls-cert", type=Path, help="Certificate chain (PEM): serve TLS [env GRPC_TLS_CERT]."
+    )
+    p.add_argument(
+        "--tls-key", type=Path, help="Private key (PEM) of --tls-cert [env GRPC_TLS_KEY]."
+    )
+    p.add_argument(
+        "--tls-ca",
+        type=Path,
+        help="CA (PEM) for client certificates: require mTLS [env GRPC_TLS_CA].",
     )
     p.add_argument("--log-json", action="store_true", help="Log one JSON object per line.")
     p.set_defaults(run=_run_serve)
