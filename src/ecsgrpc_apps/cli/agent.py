@@ -11,6 +11,7 @@ import typer
 from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.logs import configure_logging
 from ecsgrpc.server import serve
+from ecsgrpc_apps.workflow import emf
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
 from ecsgrpc_apps.workflow.settings import AgentSettings
 
@@ -85,7 +86,28 @@ def agent(
         json_lines=server_settings.log_json,
         level=server_settings.log_level,
     )
-    return asyncio.run(serve([agent_service(servicer)], settings=server_settings))
+    return asyncio.run(_serve(servicer, agent_settings, server_settings))
+
+
+async def _serve(
+    servicer: WorkflowAgentServicer, settings: AgentSettings, server_settings: ServerSettings
+) -> int:
+    """Serve; with AGENT_METRICS_NAMESPACE also publish the in-flight count (EMF)."""
+    publisher = None
+    if settings.metrics_namespace is not None:
+        publisher = asyncio.create_task(
+            emf.publish(
+                settings.metrics_namespace,
+                emf.parse_dimensions(settings.metrics_dimensions),
+                lambda: servicer.in_flight,
+                interval=settings.metrics_interval_seconds,
+            )
+        )
+    try:
+        return await serve([agent_service(servicer)], settings=server_settings)
+    finally:
+        if publisher is not None:
+            publisher.cancel()
 
 
 def register(app: typer.Typer) -> None:

@@ -108,3 +108,24 @@ class AgentSettings(BaseSettings):
         16_384, ge=1, description="Largest message content accepted, in characters."
     )
     max_messages: int = Field(256, ge=1, description="Most messages accepted per conversation.")
+    metrics_namespace: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="CloudWatch namespace of the in-flight conversations metric, written as "
+        "embedded metric format lines on stdout; unset: not written.",
+    )
+    metrics_dimensions: str = Field(
+        "", description="Dimensions of that metric, NAME=VALUE,NAME=VALUE."
+    )
+    metrics_interval_seconds: float = Field(
+        10.0, ge=1, le=60, description="Seconds between two metric lines."
+    )
+
+    @field_validator("metrics_dimensions")
+    @classmethod
+    def _valid_dimensions(cls, value: str) -> str:
+        from ecsgrpc_apps.workflow.emf import parse_dimensions
+
+        parse_dimensions(value)
+        return value

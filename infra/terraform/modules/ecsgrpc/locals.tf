@@ -26,9 +26,14 @@ locals {
 
   dns_record_types = var.enable_srv_records ? ["A", "SRV"] : ["A"]
 
+  # The arguments after the entry point (ECS runs entryPoint + command).
   gateway_command = var.gateway_command != null ? var.gateway_command : [
-    "ecsgrpc", "gateway", "--host", "0.0.0.0", "--port", tostring(var.gateway_port),
+    "gateway", "--host", "0.0.0.0", "--port", tostring(var.gateway_port),
   ]
+
+  # The agent's in-flight conversations, published by the agent itself as
+  # CloudWatch embedded metric format lines (autoscaling.tf scales on it).
+  agent_metric_name = "ConversationsInFlight"
 
   # Seconds are passed as strings: container environment values are strings.
   agent_environment = merge(
@@ -39,6 +44,10 @@ locals {
       GRPC_DRAIN_SECONDS = tostring(var.drain_seconds)
       GRPC_GRACE_SECONDS = tostring(var.grace_seconds)
       GRPC_LOG_JSON      = "true"
+    },
+    var.agent_conversations_per_task_target == null ? {} : {
+      AGENT_METRICS_NAMESPACE  = var.metrics_namespace
+      AGENT_METRICS_DIMENSIONS = "ClusterName=${local.cluster_name},ServiceName=${local.agent_name}"
     },
     var.max_connection_age_seconds == null ? {} : {
       GRPC_MAX_CONNECTION_AGE_SECONDS = tostring(var.max_connection_age_seconds)
