@@ -19,13 +19,24 @@ resource "aws_ecs_cluster_capacity_providers" "this" {
   capacity_providers = ["FARGATE", "FARGATE_SPOT"]
 }
 
+# The cluster's ARN written out from known parts, so the whole task
+# definition (its region, log settings, commands) is known at plan time and
+# can be reviewed in `terraform show -json`; aws_ecs_cluster.this.arn would
+# only be known after apply.
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  cluster_arn = "arn:${data.aws_partition.current.partition}:ecs:${var.region}:${data.aws_caller_identity.current.account_id}:cluster/${aws_ecs_cluster.this.name}"
+}
+
 module "ecsgrpc" {
   source = "../../modules/ecsgrpc"
 
   name_prefix        = "workflow"
   vpc_id             = var.vpc_id
   private_subnet_ids = var.private_subnet_ids
-  cluster_arn        = aws_ecs_cluster.this.arn
+  cluster_arn        = local.cluster_arn
 
   agent_image         = var.agent_image
   gateway_image       = var.gateway_image
@@ -60,6 +71,6 @@ module "ecsgrpc" {
   nlb_client_security_group_ids = var.nlb_client_security_group_ids
   nlb_client_cidr_blocks        = var.nlb_client_cidr_blocks
 
-  # The capacity providers must be on the cluster before a service uses them.
+  # The cluster, with its capacity providers, exists before any service.
   depends_on = [aws_ecs_cluster_capacity_providers.this]
 }

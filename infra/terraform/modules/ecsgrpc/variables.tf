@@ -207,8 +207,8 @@ variable "agent_environment" {
   default     = {}
 
   validation {
-    condition     = length(setintersection(keys(var.agent_environment), ["GRPC_HOST", "GRPC_PORT", "GRPC_DRAIN_SECONDS", "GRPC_GRACE_SECONDS", "GRPC_MAX_CONNECTION_AGE_SECONDS"])) == 0
-    error_message = "agent_environment must not set GRPC_HOST, GRPC_PORT, GRPC_DRAIN_SECONDS, GRPC_GRACE_SECONDS or GRPC_MAX_CONNECTION_AGE_SECONDS: use the module's variables."
+    condition     = length(setintersection(keys(var.agent_environment), ["GRPC_HOST", "GRPC_PORT", "GRPC_DRAIN_SECONDS", "GRPC_GRACE_SECONDS", "GRPC_MAX_CONNECTION_AGE_SECONDS", "AGENT_METRICS_NAMESPACE", "AGENT_METRICS_DIMENSIONS"])) == 0
+    error_message = "agent_environment must not set GRPC_HOST, GRPC_PORT, GRPC_DRAIN_SECONDS, GRPC_GRACE_SECONDS, GRPC_MAX_CONNECTION_AGE_SECONDS, AGENT_METRICS_NAMESPACE or AGENT_METRICS_DIMENSIONS: use the module's variables."
   }
 }
 
