@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto clean install
+.PHONY: demo test lint typecheck unit proto clean install test-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit checkov
+
+# deploy/Dockerfile built and run for real: dockerd (started by the tests, as
+# root), a debootstrap base cached in ~/.cache/ecsgrpc, docker-compose.
+test-image: $(STAMP)
+	$(BIN)/pytest -q -m image tests/image
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py

@@ -171,7 +171,7 @@ def test_plan_without_the_nlb(plan_off: dict[str, Any]) -> None:
     # Capacity providers, deployment alarms, the gateway reachable from the client SG.
     for name in ("agent", "gateway"):
         service = resources[f"{MODULE}.aws_ecs_service.{name}"]
-        assert service["launch_type"] is None
+        assert service.get("launch_type") is None
         strategy = {s["capacity_provider"]: s for s in service["capacity_provider_strategy"]}
         assert set(strategy) == {"FARGATE", "FARGATE_SPOT"}
         assert strategy["FARGATE"]["base"] == 1

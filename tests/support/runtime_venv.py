@@ -2,19 +2,21 @@
 
 deploy/Dockerfile installs ``.[EXTRAS]`` (its ``ARG EXTRAS``); this builds
 the same install outside Docker so tests can run the commands ECS runs.
-The dependencies are cached under ``~/.cache/ecsgrpc`` keyed by
-pyproject.toml and the extras; the project itself is reinstalled (not
+The dependencies are cached under ``~/.cache/ecsgrpc`` keyed by the
+project's declared dependencies and the extras; the project itself is reinstalled (not
 editable, no dependencies) on every call, so the venv holds this checkout.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from functools import cache
 from pathlib import Path
 
@@ -45,7 +47,9 @@ def _pip(venv: Path, *args: str, timeout: float = 900) -> None:
 def runtime_venv() -> Path:
     """Path of the venv (built once per pyproject.toml + extras, refreshed per session)."""
     extras = image_extras()
-    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = [project.get("dependencies", []), project.get("optional-dependencies", {}), extras]
+    key = hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()
     venv = CACHE / f"runtime-venv-{key[:16]}"
     if not (venv / ".complete").exists():
         shutil.rmtree(venv, ignore_errors=True)
