@@ -409,3 +409,40 @@ def test_apply_then_destroy_against_moto(
         )
     state = workspace.run(EXAMPLE, "state", "list", check=False)
     assert state.stdout.strip() == ""
+
+
+def test_the_plans_container_definitions_are_what_the_evaluator_gives(
+    plan_off: dict[str, Any],
+) -> None:
+    """tests/test_terraform.py and tests/image evaluate the module in Python; the
+    values ECS gets from the real plan are the same."""
+    from tests.support.terraform import Evaluator, load_module
+
+    planned = containers(plan_off)
+    module = load_module(ROOT / "infra" / "terraform" / "modules" / "ecsgrpc")
+    ev = Evaluator(
+        module,
+        {
+            "vpc_id": "vpc-0123456789abcdef0",
+            "private_subnet_ids": ["subnet-0123456789abcdef0"],
+            "cluster_arn": f"arn:aws:ecs:{REGION}:123456789012:cluster/ecsgrpc-example",
+            "agent_image": "ecsgrpc:test",
+            "gateway_image": "ecsgrpc:test",
+        },
+    )
+    for name in ("agent", "gateway"):
+        (evaluated,) = json.loads(
+            ev.attr(("aws_ecs_task_definition", name), "container_definitions")
+        )
+        for key in (
+            "entryPoint",
+            "command",
+            "environment",
+            "healthCheck",
+            "readonlyRootFilesystem",
+            "linuxParameters",
+            "portMappings",
+            "stopTimeout",
+            "logConfiguration",
+        ):
+            assert planned[name][key] == evaluated[key], (name, key)
