@@ -55,12 +55,19 @@ def _register(args: list[str]) -> None:
         importlib.import_module(f"ecsgrpc.cli.{args[0]}").register(app)
         return
     apps = _app_commands()
-    wanted = [args[0]] if args and args[0] in apps else [*LIBRARY_COMMANDS, *apps]
-    for name in wanted:
-        if name in LIBRARY_COMMANDS:
-            importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
-        else:
-            importlib.import_module(apps[name]).register(app)
+    if args and args[0] in apps:
+        importlib.import_module(apps[args[0]]).register(app)
+        return
+    for name in LIBRARY_COMMANDS:
+        importlib.import_module(f"ecsgrpc.cli.{name}").register(app)
+    # Listing every command (--help, an unknown command): an app command whose
+    # extra is not installed (a container image with only `agent,gateway`) is
+    # left out instead of failing every other command with an ImportError.
+    for module in apps.values():
+        try:
+            importlib.import_module(module).register(app)
+        except ImportError:
+            continue
 
 
 # Commands whose usage errors must exit 1 rather than click's 2.
