@@ -256,7 +256,7 @@ def test_gateway_target_is_built_from_the_module_names(module: Module) -> None:
         module, cloudmap_namespace="svc.internal", cloudmap_service_name="agents", grpc_port=6000
     )
     assert env_of(container(renamed, "gateway"))["WORKFLOW_SERVICE_TARGET"] == (
-        "cloudmap://svc.internal/agents|dns:///agents.svc.internal:6000"
+        "cloudmap://svc.internal/agents?port=6000|dns:///agents.svc.internal:6000"
     )
     # ECS runs entryPoint + command.
     assert gateway["entryPoint"] == ["ecsgrpc"]
@@ -285,7 +285,7 @@ def test_container_commands_exist_in_the_cli(module: Module) -> None:
 def test_outputs_are_the_client_targets(module: Module) -> None:
     ev = evaluator(module)
     out = {name: ev.eval(body.attrs["value"]) for name, body in module.outputs.items()}
-    assert out["cloudmap_target"] == "cloudmap://workflow.local/workflow-agent"
+    assert out["cloudmap_target"] == "cloudmap://workflow.local/workflow-agent?port=50051"
     assert out["dns_target"] == "dns:///workflow-agent.workflow.local:50051"
     assert out["workflow_service_target"] == workflow_settings.DEFAULT_WORKFLOW_SERVICE_TARGET
     assert out["nlb_dns_name"] is None and out["nlb_target"] is None

@@ -372,15 +372,15 @@ def test_apply_then_destroy_against_moto(
             for s in sd.list_services()["Services"]
             if s["Name"] == workflow_settings.DEFAULT_CLOUDMAP_SERVICE
         ]
-        # Register two tasks the way ECS does: instance id = task id, the ENI's
-        # IPv4, the zone, the cluster and service names, health from ECS.
+        # Register two tasks the way ECS does with A records only: instance id =
+        # task id, the ENI's IPv4 (no port attribute), the zone, the cluster and
+        # service names, health from ECS.
         for i, zone in ((11, "a"), (12, "b")):
             sd.register_instance(
                 ServiceId=service["Id"],
                 InstanceId=f"0f1e2d3c4b5a69788796a5b4c3d2e1f{i}",
                 Attributes={
                     "AWS_INSTANCE_IPV4": f"10.20.1.{i}",
-                    "AWS_INSTANCE_PORT": "50051",
                     "AVAILABILITY_ZONE": f"{REGION}{zone}",
                     "AWS_INIT_HEALTH_STATUS": "HEALTHY",
                     "ECS_CLUSTER_NAME": "ecsgrpc-example",

@@ -13,9 +13,11 @@ locals {
   # The client's targets, built from this module's own Cloud Map names so the
   # gateway can never point at a namespace or service that does not exist.
   # Same shape as ecsgrpc's deployed default:
-  #   cloudmap://workflow.local/workflow-agent|dns:///workflow-agent.workflow.local:50051
+  #   cloudmap://workflow.local/workflow-agent?port=50051|dns:///workflow-agent.workflow.local:50051
+  # The port is in the Cloud Map target: with A records only (no SRV), ECS
+  # registers each task without AWS_INSTANCE_PORT.
   agent_fqdn              = "${var.cloudmap_service_name}.${var.cloudmap_namespace}"
-  cloudmap_target         = "cloudmap://${var.cloudmap_namespace}/${var.cloudmap_service_name}"
+  cloudmap_target         = "cloudmap://${var.cloudmap_namespace}/${var.cloudmap_service_name}?port=${var.grpc_port}"
   dns_target              = "dns:///${local.agent_fqdn}:${var.grpc_port}"
   srv_target              = var.enable_srv_records ? "dns+srv:///${local.agent_fqdn}" : null
   workflow_service_target = "${local.cloudmap_target}|${local.dns_target}"
