@@ -454,6 +454,14 @@ def test_the_plans_container_definitions_are_what_the_evaluator_gives(
             "linuxParameters",
             "portMappings",
             "stopTimeout",
-            "logConfiguration",
         ):
             assert planned[name][key] == evaluated[key], (name, key)
+        # The evaluator knows the log group only as a reference to the resource.
+        planned_log, evaluated_log = (
+            planned[name]["logConfiguration"],
+            evaluated["logConfiguration"],
+        )
+        assert evaluated_log["options"]["awslogs-group"] == f"aws_cloudwatch_log_group.{name}.name"
+        assert planned_log["options"].pop("awslogs-group") == f"/ecs/workflow-{name}"
+        evaluated_log["options"].pop("awslogs-group")
+        assert planned_log == evaluated_log
