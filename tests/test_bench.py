@@ -21,16 +21,29 @@ from ecsgrpc_apps.bench.runner import SCENARIOS, parse_only
 from ecsgrpc_apps.local.dnsmasq import dnsmasq_available
 
 # Metrics that may hold a word instead of a number, and which words.
-_WORDS = {"seconds_to_reroute": {"never"}, "seconds_to_first_call": {"never"}}
+_WORDS = {
+    "seconds_to_reroute": {"never"},
+    "seconds_to_first_call": {"never"},
+    "last_to_agent_s": {"never"},
+    "back_after_s": {"never", "n/a"},  # n/a: the unreachable case (never recovers)
+    "failed_late": {"n/a"},
+    "failed_after_recovery": {"n/a"},
+}
 _TEXT = {"errors"}  # a summary like "UNAVAILABLE x3"
-_POLICY_ONLY = {"client_scale"}  # only ecsgrpc has a picker to measure
+# Scenarios that run a subset of the contenders.
+_SUBSETS = {
+    "client_scale": {"ecsgrpc_round_robin", "ecsgrpc_least_request"},  # only ecsgrpc picks
+    "client_bound": {"native_round_robin", "ecsgrpc_round_robin", "ecsgrpc_least_request"},
+}
+_EXTRA = {"silent_failure": {"native_keepalive_round_robin"}}  # contenders of one scenario
+_GATEWAY_ONLY = {"gateway_overload"}  # the HTTP gateway, not the gRPC clients
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)  # gateway_overload adds about 25 s to the quick run
 def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path: Path) -> None:
     out, plots = tmp_path / "bench.json", tmp_path / "plots"
     proc = subprocess.run(
@@ -49,7 +62,7 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         ],
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=230,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "### Targets:" in proc.stdout
@@ -60,10 +73,12 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         rows = scenario["rows"]
         assert rows, name
         seen = {r["contender"] for r in rows}
-        if name in _POLICY_ONLY:
-            assert seen == {"ecsgrpc_round_robin", "ecsgrpc_least_request"}, name
+        if name in _SUBSETS:
+            assert seen == _SUBSETS[name], name
+        elif name in _GATEWAY_ONLY:
+            assert seen == {"gateway"}, name
         else:
-            assert seen == expected, (name, seen)
+            assert seen == expected | _EXTRA.get(name, set()), (name, seen)
         for row in rows:
             if "skipped" in row:
                 assert row["skipped"] == "dnsmasq not installed"
@@ -88,6 +103,8 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         "scale_out_timeline",
         "slow_task",
         "client_scale",
+        "silent_failure_freeze_timeline",
+        "gateway_overload",
     ):
         assert (plots / f"{png}.png").stat().st_size > 1000, png
 
@@ -108,3 +125,24 @@ def test_cli_rejects_a_bad_scenario_without_a_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(30)
+def test_cli_rejects_a_bad_server_count_without_a_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecsgrpc", "bench", "--only", "client_bound", "--servers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert proc.returncode == 2
+    assert "--servers" in proc.stderr and "0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_client_bound_gives_the_client_a_core_and_the_servers_the_others() -> None:
+    from ecsgrpc_apps.bench.client_bound import placement
+
+    assert placement(8, list(range(16))) == ({0}, [{1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}])
+    assert placement(3, [0, 1]) == ({0}, [{1}, {1}, {1}])
+    assert placement(2, [5]) == (None, [None, None])

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ecsgrpc.balancing.channel import BalancedChannel, connect
     from ecsgrpc.balancing.outlier import OutlierConfig
     from ecsgrpc.balancing.retry import RetryPolicy
+    from ecsgrpc.balancing.stall import StallConfig
     from ecsgrpc.balancing.status import EndpointStatus
     from ecsgrpc.discovery import resolve
     from ecsgrpc.endpoints import Endpoint, EndpointSet
@@ -34,6 +35,7 @@ _EXPORTS = {
     "connect": "ecsgrpc.balancing.channel",
     "OutlierConfig": "ecsgrpc.balancing.outlier",
     "RetryPolicy": "ecsgrpc.balancing.retry",
+    "StallConfig": "ecsgrpc.balancing.stall",
     "EndpointStatus": "ecsgrpc.balancing.status",
     "resolve": "ecsgrpc.discovery",
     "Endpoint": "ecsgrpc.endpoints",
@@ -80,6 +82,7 @@ __all__ = [
     "Server",
     "ServerState",
     "ServiceSpec",
+    "StallConfig",
     "StreamInterrupted",
     "connect",
     "parse_target",

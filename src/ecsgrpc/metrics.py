@@ -94,6 +94,7 @@ class ClientMetrics:
     retries: Counter
     endpoints: Gauge
     ejections: Counter
+    stalls: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ClientMetrics:
@@ -129,6 +130,12 @@ class ClientMetrics:
             ejections=Counter(
                 "ecsgrpc_endpoint_ejections_total",
                 "Endpoints ejected by outlier detection.",
+                ["target"],
+                registry=registry,
+            ),
+            stalls=Counter(
+                "ecsgrpc_endpoint_stalls_total",
+                "Endpoints set aside for silence: owing answers while others answered.",
                 ["target"],
                 registry=registry,
             ),

@@ -35,10 +35,43 @@ from ecsgrpc.errors import ConfigError
 from ecsgrpc.metrics import server_metrics
 from ecsgrpc.security.server import ServerSecurity, server_security
 from ecsgrpc.server_interceptor import InFlightInterceptor
+from ecsgrpc.telemetry import Telemetry
+from ecsgrpc.telemetry import resolve as resolve_telemetry
 
 __all__ = ["Server", "ServerState", "ServiceSpec", "serve"]
 
 log = logging.getLogger(__name__)
+
+
+class _Announcer:
+    """The start, drain and stop lines of :func:`serve`, seen without any setup.
+
+    Through ``log`` at INFO when the application configured logging (a handler
+    on ``ecsgrpc.server`` or an ancestor it propagates to: it decides what is
+    shown); else straight to stderr, one line each, as ``logging.lastResort``
+    would but at INFO. The choice is made per line, so configuring logging
+    after ``serve()`` started is honoured.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._fallback = logging.StreamHandler()  # sys.stderr
+        self._fallback.setFormatter(
+            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+        )
+        self.enabled = False
+
+    def __call__(self, level: int, msg: str, *args: object, extra: dict[str, Any]) -> None:
+        if not self.enabled or self._log.hasHandlers():
+            self._log.log(level, msg, *args, extra=extra, stacklevel=2)
+            return
+        if self._log.disabled:
+            return
+        record = self._log.makeRecord(
+            self._log.name, level, __file__, 0, msg, args, None, extra=extra
+        )
+        self._fallback.handle(record)
+
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 # Services whose calls do not hold a drain open (long-lived watches).
@@ -116,6 +149,11 @@ class Server:
     bearer token, the per-call deadline cap. The constructor reads those files
     and raises ConfigError naming the variable and file when one is bad.
     ``interceptors`` run after the built-in ones (metrics, token, deadline cap).
+
+    ``telemetry``: OpenTelemetry SERVER spans parented by the caller's
+    ``traceparent`` and gRFC A66 server metrics (:mod:`ecsgrpc.telemetry`);
+    None: on when opentelemetry-api is installed; False: off. Health and
+    reflection calls are not traced.
     """
 
     def __init__(
@@ -125,6 +163,7 @@ class Server:
         settings: ServerSettings | None = None,
         registry: CollectorRegistry | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        telemetry: Telemetry | bool | None = None,
     ) -> None:
         self._settings = settings or load(ServerSettings)
         self._services = tuple(services)
@@ -132,11 +171,20 @@ class Server:
         self._tracker = InFlightInterceptor(self._metrics, ignore_prefixes=_INFRA_PREFIXES)
         self._health = HealthServicer()
         self.security: ServerSecurity = server_security(self._settings)
+        chosen = resolve_telemetry(telemetry)
+        self._tracing: Any = None
+        if chosen is not None:
+            from ecsgrpc.telemetry.server import TracingInterceptor  # opentelemetry-api
+
+            self._tracing = TracingInterceptor(chosen, ignore_prefixes=_INFRA_PREFIXES)
+        first = [] if self._tracing is None else [self._tracing]
         self._server = grpc.aio.server(
-            interceptors=[self._tracker, *self.security.interceptors(), *interceptors],
+            interceptors=[*first, self._tracker, *self.security.interceptors(), *interceptors],
             options=server_options(self._settings),
         )
         self._state = ServerState.CREATED
+        self._announce = _Announcer(log)
+        self._signal: str | None = None
         self._port = 0
         self._stopped = asyncio.Event()
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -162,7 +210,7 @@ class Server:
     def _move(self, new: ServerState) -> None:
         if not can_transition(self._state, new):
             raise RuntimeError(f"server cannot go from {self._state.value} to {new.value}")
-        log.info(
+        log.debug(
             "server state %s -> %s", self._state.value, new.value, extra={"server_state": new.value}
         )
         self._state = new
@@ -191,9 +239,19 @@ class Server:
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {bind}:{self._settings.port}: {exc}") from None
         await self._server.start()
+        if self._tracing is not None:
+            self._tracing.set_local_address(self.address)
         for name in ["", *names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._move(ServerState.SERVING)
+        self._announce(
+            logging.INFO,
+            "serving on %s (%s%s)",
+            self.address,
+            self.security.mode,
+            ", token auth" if self.security.auth is not None else "",
+            extra={"event": "serving", "address": self.address, "transport": self.security.mode},
+        )
         return self._port
 
     async def set_serving(self, serving: bool, service: str = "") -> None:
@@ -222,6 +280,11 @@ class Server:
         await self._server.stop(None)
         if self._state is ServerState.STOPPING:
             self._move(ServerState.STOPPED)
+            self._announce(
+                logging.WARNING,
+                "stopped at once (second stop signal)",
+                extra={"event": "stopped", "forced": True},
+            )
         self._stopped.set()
 
     async def shutdown(self) -> None:
@@ -235,22 +298,39 @@ class Server:
             return
         started = time.monotonic()
         self._move(ServerState.DRAINING)
+        self._announce(
+            logging.INFO,
+            "%sdraining: health NOT_SERVING, serving %gs more, then up to %gs for in-flight calls",
+            f"received {self._signal}: " if self._signal else "",
+            self._settings.drain_seconds,
+            self._settings.grace_seconds,
+            extra={
+                "event": "draining",
+                "signal": self._signal or "",
+                "drain_seconds": self._settings.drain_seconds,
+                "grace_seconds": self._settings.grace_seconds,
+            },
+        )
         self._metrics.draining.set(1)
         await self._health.enter_graceful_shutdown()
         if self._settings.drain_seconds > 0:
             await asyncio.sleep(self._settings.drain_seconds)
         self._move(ServerState.STOPPING)
-        await self._stop_within_grace()
+        cancelled = await self._stop_within_grace()
         self._move(ServerState.STOPPED)
         self._metrics.draining.set(0)
-        log.info(
-            "stopped in %.2fs",
-            time.monotonic() - started,
-            extra={"shutdown_seconds": round(time.monotonic() - started, 3)},
+        took = time.monotonic() - started
+        self._announce(
+            logging.INFO,
+            "stopped in %.2fs%s",
+            took,
+            f" ({cancelled} call(s) cancelled at the end of the grace period)" if cancelled else "",
+            extra={"event": "stopped", "shutdown_seconds": round(took, 3), "cancelled": cancelled},
         )
         self._stopped.set()
 
-    async def _stop_within_grace(self) -> None:
+    async def _stop_within_grace(self) -> int:
+        """Stop; returns how many application calls the end of the grace cancelled."""
         grace = self._settings.grace_seconds
         stopping = asyncio.ensure_future(self._server.stop(grace))
         # Health watches never end by themselves: once the application's own
@@ -259,14 +339,14 @@ class Server:
         # SIGSEGV in about half of the runs measured here.)
         idle = asyncio.ensure_future(self._tracker.wait_idle())
         done, _ = await asyncio.wait({stopping, idle}, return_when=asyncio.FIRST_COMPLETED)
+        left = 0
         if idle in done:
             self._tracker.cancel_ignored()
         else:
             idle.cancel()
             left = self._tracker.in_flight
-            if left:
-                log.warning("grace period over: %d call(s) cancelled", left)
         await stopping
+        return left
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -277,7 +357,8 @@ class Server:
             loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        log.info("received %s", sig.name, extra={"signal": sig.name})
+        if self._signal is None:
+            self._signal = sig.name
         self.request_shutdown()
 
 
@@ -288,22 +369,28 @@ async def serve(
     registry: CollectorRegistry | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     on_started: Callable[[Server], None] | None = None,
+    telemetry: Telemetry | bool | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, drain, and return the process exit code.
 
     0 after a complete drain, 1 when a second signal forced the stop. Raises
     ConfigError for bad settings or an address that cannot be bound.
+
+    Three lines tell the lifecycle: ``serving on HOST:PORT (...)`` once bound,
+    ``draining: ...`` when the stop signal arrives, ``stopped in N.NNs`` at the
+    end. They go to the ``ecsgrpc.server`` logger at INFO when the application
+    configured logging, else straight to stderr (no setup needed to see them).
     """
-    server = Server(services, settings=settings, registry=registry, interceptors=interceptors)
+    server = Server(
+        services,
+        settings=settings,
+        registry=registry,
+        interceptors=interceptors,
+        telemetry=telemetry,
+    )
+    server._announce.enabled = True
     await server.start()
     server.install_signal_handlers()
-    log.info(
-        "serving on %s (%s%s)",
-        server.address,
-        server.security.mode,
-        ", token auth" if server.security.auth is not None else "",
-        extra={"address": server.address, "transport": server.security.mode},
-    )
     if on_started is not None:
         on_started(server)
     await server.wait_stopped()

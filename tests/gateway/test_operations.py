@@ -137,6 +137,7 @@ async def test_debug_endpoints_lists_the_channels_endpoints(
             "health",
             "in_flight",
             "ejected",
+            "stalled",
             "draining",
             "pickable",
         }
@@ -144,6 +145,7 @@ async def test_debug_endpoints_lists_the_channels_endpoints(
         assert entry["health"] == "serving"
         assert entry["pickable"] is True
         assert entry["ejected"] is False
+        assert entry["stalled"] is False
         assert entry["in_flight"] == 0
     assert {e["instance_id"] for e in body} == {p.instance_id for p in procs}
 
@@ -152,7 +154,7 @@ async def test_openapi_documents_every_response() -> None:
     async with running_gateway([]) as gw, gw.http() as http:
         doc = (await http.get("/openapi.json")).json()
         docs_page = await http.get("/docs")
-    assert docs_page.status_code == 200
+    assert docs_page.status_code == 404  # off by default: its viewer needs a CDN
     paths = doc["paths"]
     assert set(paths) == {
         "/v1/conversations",

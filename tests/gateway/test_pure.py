@@ -65,3 +65,27 @@ def test_library_errors_map_like_their_status(
     err = from_grpc(exc)
     assert (err.status, err.code) == (status, code)
     assert err.body().error.status == status
+
+
+def test_accept_errors_are_logged_at_most_once_a_second(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import errno
+
+    from ecsgrpc_apps.gateway.connections import rate_limited_accept_errors
+
+    now = [0.0]
+    loop = asyncio.new_event_loop()
+    try:
+        rate_limited_accept_errors(loop, clock=lambda: now[0])
+        error = OSError(errno.EMFILE, "Too many open files")
+        with caplog.at_level("ERROR"):
+            for step in range(3000):  # 3,000 errors over 3 seconds
+                now[0] = step / 1000
+                loop.call_exception_handler(
+                    {"message": "socket.accept() out of system resource", "exception": error}
+                )
+        lines = [r for r in caplog.records if "socket.accept()" in r.getMessage()]
+        assert len(lines) == 3
+        assert "999 more like it" in lines[1].getMessage()
+    finally:
+        loop.close()

@@ -99,14 +99,14 @@ async def test_a_non_json_content_type_is_415(gw: RunningGateway, content_type: 
     [
         ({}, "body.messages", "Field required"),
         ({"messages": []}, "body.messages", "at least 1 item"),
-        ({"messages": "hello"}, "body.messages", "valid list"),
+        ({"messages": "hello"}, "body.messages", "valid array"),
         ({"messages": [{"role": "user"}]}, "body.messages.0.content", "Field required"),
         ({"messages": [{"role": "user", "content": 5}]}, "body.messages.0.content", "string"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "body.messages.0.role", "'user'"),
         ({**conversation("hi"), "conversation_id": 7}, "body.conversation_id", "string"),
         ({**conversation("hi"), "metadata": {"k": 1}}, "body.metadata.k", "string"),
         ({**conversation("hi"), "mesages": []}, "body.mesages", "Extra inputs"),
-        ([1, 2], "body", "valid dictionary"),
+        ([1, 2], "body", "an object"),
         (
             conversation("hi", role="assistant"),
             "body",

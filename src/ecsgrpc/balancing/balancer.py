@@ -4,7 +4,10 @@ It owns the subchannels of one target. Discovery snapshots are applied as a
 diff (new endpoints get a subchannel, vanished ones drain: no new calls, the
 in-flight ones finish, then the connection closes). Every subchannel change
 rebuilds the picker whole and wakes calls waiting for an endpoint. Outcomes
-come back through :meth:`Balancer.done`, which feeds outlier detection.
+come back through :meth:`Balancer.done` (and stream messages through
+:meth:`Balancer.answered`), which feed outlier detection and silence
+detection (``stall.py``): a check every ``check_interval_seconds`` sets aside
+endpoints that stay silent while others answer, and probes them back.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Collection
 
@@ -19,6 +23,7 @@ import grpc
 
 from ecsgrpc.balancing.outlier import OutlierDetector
 from ecsgrpc.balancing.picker import Picker, ZonePolicy, build_picker
+from ecsgrpc.balancing.stall import Member, StallConfig, find_stalled
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.subchannel import ChannelFactory, Connectivity, Subchannel
 from ecsgrpc.endpoints import EndpointSet
@@ -31,6 +36,16 @@ log = logging.getLogger(__name__)
 # Codes that count against an endpoint in outlier detection: the endpoint (or
 # the way to it) failed, not the request.
 _ENDPOINT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE})
+# Codes that say nothing about whether the endpoint answered: they neither
+# count against it in outlier detection nor reset its count (a deadline used
+# to reset it, so a frozen task was never ejected). Silence detection treats
+# UNAVAILABLE and DEADLINE_EXCEEDED as "no answer".
+_NEUTRAL = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED})
+_NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A connection replaced after a stall keeps its calls in flight until they end
+# (their deadline, or TCP giving up on a dead peer); this bounds a call with
+# no deadline on a connection that never answers again.
+_RETIRE_GRACE_SECONDS = 600.0
 
 
 class Balancer:
@@ -48,8 +63,12 @@ class Balancer:
         health_check: bool,
         health_service: str,
         on_endpoint_lost: Callable[[], None] | None = None,
+        stall: StallConfig | None = None,
     ) -> None:
         self.target = target
+        self._stall = stall or StallConfig()
+        self._stall_task: asyncio.Task[None] | None = None
+        self._probes: dict[str, asyncio.Task[None]] = {}
         self._on_endpoint_lost = on_endpoint_lost
         self._ready_keys: frozenset[str] = frozenset()
         self._policy = policy
@@ -92,12 +111,15 @@ class Balancer:
                     health_check=self._health_check,
                     health_service=self._health_service,
                 )
+                sub.silence.cap = self._stall.min_silence_seconds
                 sub.start()
             self._subchannels[key] = sub
             if sub.endpoint != endpoint:
                 sub.update(endpoint)
         self._outlier.track(self._subchannels)
         log.info("target %s: %d endpoint(s) from %s", self.target, len(wanted), snapshot.source)
+        if self._stall_task is None and self._stall.enabled:
+            self._stall_task = asyncio.get_running_loop().create_task(self._watch_silence())
         self._rebuild()
 
     def _drain(self, sub: Subchannel) -> None:
@@ -118,7 +140,11 @@ class Balancer:
         # 1,000 endpoints) cost one rebuild, not one each.
         if not self._rebuild_scheduled:
             self._rebuild_scheduled = True
-            asyncio.get_running_loop().call_soon(self._rebuild)
+            asyncio.get_running_loop().call_soon(self._scheduled_rebuild)
+
+    def _scheduled_rebuild(self) -> None:
+        if self._rebuild_scheduled:  # not done on demand by ready_count() meanwhile
+            self._rebuild()
 
     def _rebuild(self) -> None:
         self._rebuild_scheduled = False
@@ -152,7 +178,8 @@ class Balancer:
     def _publish_gauges(self) -> None:
         counts = Counter(_state_label(s) for s in self._subchannels.values())
         counts["draining"] = len(self._draining)
-        for state in ("ready", "connecting", "not_serving", "ejected", "failing", "draining"):
+        states = ("ready", "connecting", "not_serving", "ejected", "stalled", "failing", "draining")
+        for state in states:
             self._metrics.endpoints.labels(self.target, state).set(counts.get(state, 0))
 
     async def wait_for_change(self, timeout: float | None) -> None:
@@ -167,16 +194,102 @@ class Balancer:
     # Outcome side (every attempt reports here exactly once).
     def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
         sub.in_flight -= 1
+        if code in _NO_ANSWER:
+            sub.silence.unanswered(time.monotonic())
+        elif code is grpc.StatusCode.CANCELLED:
+            sub.silence.released(sub.in_flight)
+        else:
+            sub.silence.answered(time.monotonic(), sub.in_flight)
+            if sub.stalled:  # proof of life: back in the picker at once
+                sub.set_stalled(False)
         if code in _ENDPOINT_FAILURES:
             if self._outlier.failure(sub.key):
                 log.warning("ejecting %s after repeated failures", sub.key)
                 self._metrics.ejections.labels(self.target).inc()
                 sub.set_ejected(True)
                 self._schedule_release()
-        elif code is not grpc.StatusCode.CANCELLED:
+        elif code not in _NEUTRAL:
             self._outlier.success(sub.key)
         if sub.draining:
             self._close_if_idle(sub)
+
+    def answered(self, sub: Subchannel) -> None:
+        """A response message arrived from ``sub`` (a stream making progress)."""
+        sub.silence.answered(time.monotonic(), sub.in_flight)
+        if sub.stalled:
+            sub.set_stalled(False)
+
+    # Silence detection (stall.py): set aside, probe, reconnect, return.
+    async def _watch_silence(self) -> None:
+        config = self._stall
+        while True:
+            await asyncio.sleep(config.check_interval_seconds)
+            self._check_silence(time.monotonic())
+
+    def _check_silence(self, now: float) -> None:
+        subs = self._subchannels
+        owed = stalled = False
+        for sub in subs.values():
+            if sub.in_flight:
+                sub.silence.owing(now)
+            owed = owed or sub.silence.owed_since is not None
+            stalled = stalled or sub.stalled
+        if stalled:  # stalled, drained, then listed again: probe it again
+            for sub in subs.values():
+                if sub.stalled and sub.key not in self._probes:
+                    self._start_probe(sub, 0.0)
+        if not owed:  # nobody owes an answer: nothing can be silent (the idle case)
+            return
+        members = [Member(s.key, s.silence, s.stalled or s.ejected) for s in subs.values()]
+        for key in find_stalled(members, now, self._stall):
+            sub = subs[key]
+            if sub.connectivity is not Connectivity.READY or sub.draining:
+                continue
+            silent = sub.silence.silent_for(now)
+            log.warning(
+                "setting %s aside: no answer for %.2fs (%d call(s) in flight) while "
+                "other endpoints answer",
+                key,
+                silent,
+                sub.in_flight,
+            )
+            self._metrics.stalls.labels(self.target).inc()
+            sub.set_stalled(True)
+            self._start_probe(sub, silent)
+
+    def _start_probe(self, sub: Subchannel, silent: float) -> None:
+        key = sub.key
+        task = asyncio.get_running_loop().create_task(self._probe_back(sub, silent))
+        self._probes[key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._probes.get(key) is done:
+                del self._probes[key]
+
+        task.add_done_callback(forget)
+
+    async def _probe_back(self, sub: Subchannel, silent: float) -> None:
+        """Probe a stalled endpoint until it answers; reconnect while it does not."""
+        config = self._stall
+        started = time.monotonic()
+        reconnect_at = started + config.reconnect_after_seconds
+        first = True
+        while sub.stalled and self._subchannels.get(sub.key) is sub:
+            if await sub.probe(config.probe_timeout_seconds):
+                now = time.monotonic()
+                if first:  # alive all along: its calls are just slow; learn that
+                    sub.silence.excuse(now, sub.in_flight, silent, config)
+                else:
+                    sub.silence.reset(now, sub.in_flight)
+                log.info("%s answers again after %.2fs set aside", sub.key, now - started)
+                sub.set_stalled(False)
+                return
+            first = False
+            if time.monotonic() >= reconnect_at:
+                log.info("%s still silent: opening a fresh connection", sub.key)
+                await sub.reconnect(_RETIRE_GRACE_SECONDS)
+                reconnect_at = time.monotonic() + config.reconnect_after_seconds
+            await asyncio.sleep(config.probe_interval_seconds)
 
     def _schedule_release(self) -> None:
         when = self._outlier.next_release()
@@ -203,6 +316,9 @@ class Balancer:
         return tuple(s.status() for s in sorted(subs, key=lambda s: s.key))
 
     def ready_count(self) -> int:
+        """Endpoints that take calls; pick() agrees (a pending picker rebuild is done now)."""
+        if self._rebuild_scheduled:
+            self._rebuild()
         return sum(1 for s in self._subchannels.values() if s.pickable)
 
     def describe(self) -> str:
@@ -216,6 +332,7 @@ class Balancer:
             parts = ", ".join(
                 f"{s.key} {s.connectivity.value}/health {s.health.value}"
                 + (" ejected" if s.ejected else "")
+                + (" stalled" if s.stalled else "")
                 for s in subs
             )
         else:
@@ -236,6 +353,10 @@ class Balancer:
     async def aclose(self) -> None:
         if self._release_timer is not None:
             self._release_timer.cancel()
+        jobs = [*self._probes.values(), *([self._stall_task] if self._stall_task else [])]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         subs = [*self._subchannels.values(), *self._draining.values()]
         self._subchannels.clear()
         self._draining.clear()
@@ -248,6 +369,8 @@ def _state_label(sub: Subchannel) -> str:
         return "ready"
     if sub.ejected:
         return "ejected"
+    if sub.stalled:
+        return "stalled"
     if sub.connectivity is Connectivity.READY and sub.health.value == "not_serving":
         return "not_serving"
     if sub.connectivity is Connectivity.TRANSIENT_FAILURE:

@@ -1,13 +1,31 @@
-"""The four call kinds over a balanced channel, with safe retries.
+"""grpc.aio call objects over a balanced channel, with retries that are safe by construction.
 
-Each call: pick an endpoint, make the attempt on that endpoint's grpc.aio
-channel, report the outcome to the balancer, and retry on a *different*
-endpoint only while nothing of the response has reached the caller and the
-failure says the request was not processed (see ``retry.py``). A stream that
-already yielded a message is never replayed: the caller gets
-:class:`~ecsgrpc.errors.StreamInterrupted` carrying the original status code.
-The caller's deadline (``timeout``) covers every attempt and the wait for an
-endpoint.
+One call is a sequence of *attempts*, each a plain grpc.aio call on one
+endpoint's channel. The caller sees only the call: it is an instance of
+grpc.aio's abstract ``UnaryUnaryCall``, ``UnaryStreamCall``, ``StreamUnaryCall``
+or ``StreamStreamCall`` with their whole API.
+
+The commit rule (gRFC A6): a call *commits* to its attempt as soon as the
+caller can observe anything of it: initial metadata received (non-empty) or
+read with ``initial_metadata()``, a response message received, or a request
+message written beyond the replay buffer. A committed call is never retried.
+An uncommitted call whose attempt fails is retried on another endpoint when
+the :class:`~ecsgrpc.balancing.router.Router` says so (the code shows the
+request was not processed, attempts, deadline and budget remain); the
+messages written so far (the replay buffer, at most ``REPLAY_BUFFER_BYTES``,
+gRFC A6's per-call default) are sent again, and a half-close too.
+
+Once a call has finished (status received, cancelled, failed) it is never
+used again: reads return EOF (after OK) or raise the call's error
+(``asyncio.CancelledError`` after ``cancel()``); writes raise
+``asyncio.InvalidStateError``, as grpc.aio does.
+
+A call starts when it is first used (awaited, iterated, or any method but
+``cancel()``, ``cancelled()``, ``done()``, ``time_remaining()`` and
+``add_done_callback()``); grpc.aio starts at creation. Its deadline runs from
+creation. A stream that fails after it yielded messages raises
+:class:`~ecsgrpc.errors.StreamInterrupted` (an ``AioRpcError`` with the
+original code); ``code()``, ``details()`` and the metadata are the attempt's.
 """
 
 from __future__ import annotations
@@ -15,366 +33,730 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from grpc.aio import Metadata
 
-from ecsgrpc.balancing.retry import backoff_seconds, jitter
+from ecsgrpc.balancing.router import Router
+from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.errors import StreamInterrupted
 
 if TYPE_CHECKING:
-    from ecsgrpc.balancing.channel import BalancedChannel
-    from ecsgrpc.balancing.subchannel import Subchannel
+    from ecsgrpc.telemetry.client import CallTrace
 
-__all__ = ["StreamCallables", "UnaryUnaryCallable"]
+__all__ = [
+    "REPLAY_BUFFER_BYTES",
+    "BalancedStreamStreamCall",
+    "BalancedStreamUnaryCall",
+    "BalancedUnaryStreamCall",
+    "BalancedUnaryUnaryCall",
+]
+
+REPLAY_BUFFER_BYTES = 256 * 1024  # gRFC A6: grpc.per_rpc_retry_buffer_size
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
+_EOF = grpc.aio.EOF
+_LOCAL_CANCEL = "Locally cancelled by application!"  # grpc.aio's own words
+_FINISHED = "RPC already finished."
+_HALF_CLOSED = "RPC is half closed after calling done_writing."
+_ITERATOR_GIVEN = "Please don't mix two styles of API for streaming requests"
+
+_NEW, _RUNNING, _DONE = 0, 1, 2
+_NOTHING = object()
 
 
-class _Attempts:
-    """Bookkeeping shared by every call kind: deadline, tried endpoints, metrics."""
+class _Attempt:
+    """One attempt: a grpc.aio call on one endpoint. Reported to the router once."""
 
-    __slots__ = ("attempt", "channel", "code", "deadline", "method", "started", "tried")
+    __slots__ = ("call", "outcome", "reported", "sub")
 
-    def __init__(self, channel: BalancedChannel, method: str, timeout: float | None) -> None:
-        self.channel = channel
-        self.method = method
-        self.started = time.monotonic()
-        self.deadline = None if timeout is None else self.started + timeout
-        self.tried: tuple[str, ...] = ()
-        self.attempt = 0
-        self.code = grpc.StatusCode.UNKNOWN
-        channel._call_started()
-
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-    async def pick(self, wait_for_ready: bool | None) -> Subchannel:
-        self.attempt += 1
-        sub = await self.channel._pick(self.tried, self.deadline, wait_for_ready)
-        sub.in_flight += 1
-        return sub
-
-    async def may_retry(self, sub: Subchannel, code: grpc.StatusCode) -> bool:
-        """After a failed attempt with nothing delivered: retry elsewhere?"""
-        channel = self.channel
-        policy = channel._retry_policy
-        if self.attempt >= policy.max_attempts or not policy.retryable(
-            code, idempotent=self.method in channel._idempotent
-        ):
-            return False
-        remaining = self.remaining()
-        pause = backoff_seconds(policy, self.attempt + 1, jitter)
-        if remaining is not None and remaining <= pause:
-            return False
-        if not channel._budget.try_spend():
-            channel._metrics.failures.labels(self.method, "retry_budget_exhausted").inc()
-            return False
-        self.tried = (*self.tried, sub.key)
-        channel._metrics.retries.labels(self.method).inc()
-        await asyncio.sleep(pause)
-        return True
-
-    def finish(self, code: grpc.StatusCode) -> None:
-        self.code = code
-        self.channel._call_finished(self.method, code, time.monotonic() - self.started)
+    def __init__(self, call: Any, sub: Subchannel) -> None:
+        self.call = call
+        self.sub = sub
+        self.reported = False
+        # Set by the first task that handles this attempt's failure; others wait on it.
+        self.outcome: asyncio.Future[None] | None = None
 
 
-class UnaryUnaryCallable:
-    """``channel.unary_unary(...)``: call it to get an awaitable call."""
-
-    def __init__(self, channel: BalancedChannel, method: str, ser: Any, deser: Any) -> None:
-        self._channel = channel
-        self._method = method
-        self._ser = ser
-        self._deser = deser
-
-    def __call__(
-        self,
-        request: Any,
-        *,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> _UnaryCall:
-        kwargs = {"metadata": metadata, "credentials": credentials, "compression": compression}
-        return _UnaryCall(self._run(request, timeout, wait_for_ready, kwargs))
-
-    async def _run(
-        self, request: Any, timeout: float | None, wait_for_ready: bool | None, kw: dict[str, Any]
-    ) -> Any:
-        track = _Attempts(self._channel, self._method, timeout)
-        balancer = self._channel._balancer
-        code = _CANCELLED
-        try:
-            while True:
-                sub = await track.pick(wait_for_ready)
-                callable_ = sub.multicallable("unary_unary", self._method, self._ser, self._deser)
-                try:
-                    response = await callable_(
-                        request, timeout=track.remaining(), wait_for_ready=False, **kw
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    code = exc.code()
-                    balancer.done(sub, code)
-                    if await track.may_retry(sub, code):
-                        continue
-                    raise
-                except BaseException:
-                    balancer.done(sub, _CANCELLED)
-                    raise
-                balancer.done(sub, _OK)
-                code = _OK
-                return response
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            raise
-        finally:
-            track.finish(code)
+def _size(message: Any) -> int | None:
+    """Bytes a request takes in the replay buffer; None when unknown."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        return len(message)
+    byte_size = getattr(message, "ByteSize", None)
+    return byte_size() if byte_size is not None else None
 
 
-class _UnaryCall:
-    """Awaitable result of a unary call (like ``grpc.aio.UnaryUnaryCall``)."""
-
-    __slots__ = ("_coro",)
-
-    def __init__(self, coro: Any) -> None:
-        self._coro = coro
-
-    def __await__(self) -> Iterator[Any]:
-        return self._coro.__await__()  # type: ignore[no-any-return]
+async def _status_error(call: Any) -> grpc.aio.AioRpcError:
+    """The finished grpc.aio ``call``'s status as an AioRpcError."""
+    return grpc.aio.AioRpcError(
+        await call.code(),
+        await call.initial_metadata(),
+        await call.trailing_metadata(),
+        details=await call.details(),
+    )
 
 
-class StreamCallables:
-    """Factories for the three streaming kinds."""
+class _BalancedCall:
+    """What the four kinds share: attempts, commit, finish, the status surface."""
 
-    @staticmethod
-    def unary_stream(channel: BalancedChannel, method: str, ser: Any, deser: Any) -> Any:
-        def call(request: Any, **kwargs: Any) -> _StreamCall:
-            return _StreamCall(channel, "unary_stream", method, ser, deser, request, None, kwargs)
+    _kind = ""
+    _unary_response = False
+    _stream_request = False
 
-        return call
-
-    @staticmethod
-    def stream_stream(channel: BalancedChannel, method: str, ser: Any, deser: Any) -> Any:
-        def call(request_iterator: Any = None, **kwargs: Any) -> _StreamCall:
-            return _StreamCall(
-                channel, "stream_stream", method, ser, deser, None, request_iterator, kwargs
-            )
-
-        return call
-
-    @staticmethod
-    def stream_unary(channel: BalancedChannel, method: str, ser: Any, deser: Any) -> Any:
-        def call(request_iterator: Any = None, **kwargs: Any) -> _UnaryCall:
-            stream = _StreamCall(
-                channel, "stream_unary", method, ser, deser, None, request_iterator, kwargs
-            )
-            return _UnaryCall(stream._single())
-
-        return call
-
-
-class _CountingIterator:
-    """Wraps a request iterator to know whether any request left for the server."""
-
-    def __init__(self, source: Any) -> None:
-        self._source = source
-        self.pulled = 0
-        self._aiter: AsyncIterator[Any] | None = None
-
-    def __aiter__(self) -> _CountingIterator:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self._aiter is None:
-            if hasattr(self._source, "__aiter__"):
-                self._aiter = self._source.__aiter__()
-            else:
-                self._aiter = _to_async(iter(self._source))
-        item = await self._aiter.__anext__()
-        self.pulled += 1
-        return item
-
-
-async def _to_async(iterator: Iterator[Any]) -> AsyncIterator[Any]:
-    for item in iterator:
-        yield item
-
-
-class _StreamCall:
-    """A streaming call: async-iterable and ``read()``-able, like grpc.aio's calls.
-
-    Retries happen only before the first response message and, for client
-    streaming, only while no request message was taken from the caller's
-    iterator (a consumed iterator cannot be replayed).
-    """
+    # Per-call state. The defaults live on the class, so a call pays only for
+    # what it changes (most calls: one attempt, no retry, no callback).
+    _state = _NEW
+    _trace: CallTrace | None = None
+    _att: _Attempt | None = None
+    _attempts = 0
+    _tried: tuple[str, ...] = ()
+    _committed = False
+    _received = 0
+    _buffer: list[Any] | None = None  # the replay buffer (request streaming only)
+    _buffered = 0
+    _half_closed = False
+    _replacing: asyncio.Future[None] | None = None  # set while an attempt is being replaced
+    _driver: Any = None  # unary responses: the task (or marker) awaiting attempts
+    _pump: asyncio.Task[None] | None = None  # consumes the caller's request iterator
+    _picking: asyncio.Task[Subchannel] | None = None  # waiting for an endpoint
+    _cancelled = False
+    _code: grpc.StatusCode | None = None
+    _final: Any = None  # the attempt's grpc call that ended the call (status source)
+    _error: BaseException | None = None  # what reads and awaits raise
+    _status_error: grpc.aio.AioRpcError | None = None  # the status behind it
+    _response: Any = _NOTHING
+    _callbacks: list[Callable[[Any], None]] | None = None
+    _done_future: asyncio.Future[None] | None = None
 
     def __init__(
         self,
-        channel: BalancedChannel,
-        kind: str,
+        router: Router,
         method: str,
-        ser: Any,
-        deser: Any,
+        serializer: Any,
+        deserializer: Any,
         request: Any,
         request_iterator: Any,
-        kwargs: dict[str, Any],
+        timeout: float | None,
+        metadata: Any,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
     ) -> None:
-        self._channel = channel
-        self._kind = kind
+        self._router = router
         self._method = method
-        self._ser = ser
-        self._deser = deser
+        if router.telemetry is not None:  # OpenTelemetry: a span per call, an event per attempt
+            self._trace = router.telemetry.call(method)
+        self._serializer = serializer
+        self._deserializer = deserializer
         self._request = request
-        self._requests = None if request_iterator is None else _CountingIterator(request_iterator)
-        self._timeout: float | None = kwargs.pop("timeout", None)
-        self._wait_for_ready: bool | None = kwargs.pop("wait_for_ready", None)
-        self._kwargs = kwargs
-        self._track: _Attempts | None = None
-        self._sub: Subchannel | None = None
-        self._call: Any = None
-        self._received = 0
-        self._committed = False  # a request was written: nothing can be replayed
-        self._finished = False
+        self._iterator = request_iterator
+        self._created = time.monotonic()
+        self._deadline = None if timeout is None else self._created + timeout
+        self._metadata = metadata
+        self._credentials = credentials
+        self._wait_for_ready = wait_for_ready
+        self._compression = compression
+        if self._stream_request:
+            self._buffer = []
 
     def __del__(self) -> None:
-        # A caller that stops iterating without cancel() must not leak in_flight.
-        if not self._finished:
+        # A call dropped without being finished (a caller that stopped iterating)
+        # must not leave an endpoint's in-flight count up.
+        if self._state == _RUNNING:
             with contextlib.suppress(Exception):  # a finaliser must never raise
-                self._end(_CANCELLED)
+                self._cancel(_LOCAL_CANCEL)
 
-    # The grpc.aio call surface.
-    def __aiter__(self) -> _StreamCall:
-        return self
-
-    async def __anext__(self) -> Any:
-        message = await self.read()
-        if message is grpc.aio.EOF:
-            raise StopAsyncIteration
-        return message
-
-    async def read(self) -> Any:
-        """Next response message, or ``grpc.aio.EOF`` at the end."""
-        if self._finished:
-            return grpc.aio.EOF
-        try:
-            while True:
-                if self._call is None:
-                    await self._start_attempt()
-                try:
-                    message = await self._call.read()
-                except grpc.aio.AioRpcError as exc:
-                    if await self._failed(exc):
-                        continue
-                    raise  # not reached: _failed raises
-                if message is grpc.aio.EOF:
-                    self._end(_OK)
-                    return grpc.aio.EOF
-                self._received += 1
-                return message
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
-
-    async def write(self, request: Any) -> None:
-        """Send one request (stream_stream/stream_unary without an iterator)."""
-        if self._call is None:
-            await self._start_attempt()
-        self._committed = True
-        await self._call.write(request)
-
-    async def done_writing(self) -> None:
-        if self._call is None:
-            await self._start_attempt()
-        await self._call.done_writing()
-
+    # grpc.aio.RpcContext.
     def cancel(self) -> bool:
-        cancelled = bool(self._call.cancel()) if self._call is not None else not self._finished
-        self._end(_CANCELLED)
-        return cancelled
+        """Cancel the call: True if it was not finished yet."""
+        return self._cancel(_LOCAL_CANCEL)
+
+    def cancelled(self) -> bool:
+        return self._cancelled
 
     def done(self) -> bool:
-        return self._finished
+        return self._state == _DONE
 
-    def code(self) -> grpc.StatusCode | None:
-        return self._track.code if self._finished and self._track else None
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
-    async def initial_metadata(self) -> Any:
-        if self._call is None:
-            await self._start_attempt()
-        return await self._call.initial_metadata()
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(call)`` when the call finishes (at once if it has)."""
+        if self._state == _DONE:
+            callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
 
-    async def trailing_metadata(self) -> Any:
-        return await self._call.trailing_metadata() if self._call is not None else None
+    # grpc.aio.Call.
+    async def initial_metadata(self) -> Metadata:
+        """The headers of the attempt the call commits to (reading them commits)."""
+        while self._state != _DONE:
+            att = await self._current()
+            if att is None:
+                break
+            metadata = await att.call.initial_metadata()
+            if att is not self._att or self._state == _DONE:
+                continue
+            if metadata or not att.call.done() or await att.call.code() is _OK:
+                self._commit()
+                return metadata
+            # A trailers-only failure: nothing was sent before the status.
+            await self._settle(att)
+        return await self._final_initial_metadata()
+
+    async def trailing_metadata(self) -> Metadata:
+        await self._wait_done()
+        if self._status_error is not None:
+            return self._status_error.trailing_metadata()
+        if self._final is not None:
+            return await self._final.trailing_metadata()
+        return Metadata()
+
+    async def code(self) -> grpc.StatusCode:
+        await self._wait_done()
+        assert self._code is not None
+        return self._code
+
+    async def details(self) -> str:
+        await self._wait_done()
+        if self._status_error is not None:
+            return self._status_error.details() or ""
+        if self._final is not None:
+            return await self._final.details()  # type: ignore[no-any-return]
+        return ""
+
+    async def debug_error_string(self) -> str:
+        await self._wait_done()
+        if self._status_error is not None:
+            return self._status_error.debug_error_string() or ""
+        return ""
 
     async def wait_for_connection(self) -> None:
-        if self._call is None:
-            await self._start_attempt()
-        await self._call.wait_for_connection()
+        """Wait until the call's first attempt is under way (raises its error if it failed)."""
+        while (att := await self._current()) is not None:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await att.call.wait_for_connection()
+            if not att.call.done() or await att.call.code() is _OK:
+                return
+            await self._settle(att)  # it failed: retried, or the call fails
+        self._raise_if_failed()
 
-    # Attempts.
-    async def _start_attempt(self) -> None:
-        if self._track is None:
-            self._track = _Attempts(self._channel, self._method, self._timeout)
-        sub = await self._track.pick(self._wait_for_ready)
-        self._sub = sub
-        callable_ = sub.multicallable(self._kind, self._method, self._ser, self._deser)
-        kwargs = {**self._kwargs, "timeout": self._track.remaining(), "wait_for_ready": False}
-        if self._kind == "unary_stream":
-            self._call = callable_(self._request, **kwargs)
-        else:
-            self._call = callable_(self._requests, **kwargs)
+    # Lifecycle.
+    async def _current(self) -> _Attempt | None:
+        """The attempt in progress, starting the call if needed; None once finished."""
+        if self._state == _NEW:
+            await self._begin(drive=self._unary_response)
+        while self._replacing is not None:
+            try:
+                await asyncio.shield(self._replacing)
+            except asyncio.CancelledError:  # the caller gave up: so does the call
+                self._cancel(_LOCAL_CANCEL)
+                raise
+        return None if self._state == _DONE else self._att
 
-    async def _failed(self, exc: grpc.aio.AioRpcError) -> bool:
-        """Account for a failed attempt; True to retry, else raise the right error."""
-        track, sub, code = self._track, self._sub, exc.code()
-        assert track is not None and sub is not None
-        self._channel._balancer.done(sub, code)
-        self._sub = None
-        self._call = None
-        pulled = self._requests.pulled if self._requests is not None else 0
-        fresh = self._received == 0 and pulled == 0 and not self._committed
-        if fresh and await track.may_retry(sub, code):
-            return True
-        self._finished = True
-        track.finish(code)
+    def _start(self) -> bool:
+        """Mark the call started; True when its first attempt started at once (the
+        per-call fast path: an endpoint is ready, nothing to wait for)."""
+        self._state = _RUNNING
+        router = self._router
+        router.call_started()
+        if self._trace is not None:
+            self._trace.start()
+        sub = router.pick_now(())
+        if sub is None:
+            return False
+        self._attempts = 1
+        self._launch(sub)
+        return True
+
+    async def _begin(self, *, drive: bool) -> None:
+        """Start the call: first attempt, the request pump, the response driver."""
+        if not self._start():
+            await self._first_attempt()
+        self._started(drive=drive)
+
+    async def _first_attempt(self) -> None:
+        """The first attempt when no endpoint was ready: wait for one (others wait too)."""
+        self._replacing = ready = asyncio.get_running_loop().create_future()
+        try:
+            await self._next_attempt()
+        except BaseException as exc:
+            self._fail_without_attempt(exc)
+        finally:
+            self._replacing = None
+            ready.set_result(None)
+
+    def _started(self, *, drive: bool) -> None:
+        if self._state == _DONE:
+            return
+        if self._iterator is not None:
+            self._pump = asyncio.get_running_loop().create_task(self._consume(self._iterator))
+        if drive and self._driver is None:
+            self._driver = asyncio.get_running_loop().create_task(self._drive_quietly())
+
+    async def _next_attempt(self) -> None:
+        """Pick an endpoint, start an attempt there, replay what was written."""
+        self._attempts += 1
+        router = self._router
+        sub = router.pick_now(self._tried)
+        if sub is None:
+            # A task of its own, so that cancel() stops the wait at once.
+            self._picking = picking = asyncio.get_running_loop().create_task(
+                router.pick(self._tried, self._deadline, self._wait_for_ready)
+            )
+            try:
+                sub = await picking
+            except asyncio.CancelledError:
+                if picking.done() and not picking.cancelled() and picking.exception() is None:
+                    router.done(picking.result(), _CANCELLED)  # picked just before: give back
+                else:
+                    picking.cancel()
+                task = asyncio.current_task()
+                if self._state == _DONE and not (task is not None and task.cancelling()):
+                    return  # cancel() stopped the wait
+                raise
+            finally:
+                self._picking = None
+        if self._state == _DONE:  # cancelled while waiting for an endpoint
+            router.done(sub, _CANCELLED)
+            return
+        call = self._launch(sub)
+        if self._buffer:
+            for message in self._buffer:
+                try:
+                    await call.write(message)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    return  # this attempt failed: the next use of it will say so
+        if self._half_closed and self._stream_request:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.done_writing()
+
+    def _launch(self, sub: Subchannel) -> Any:
+        """Start an attempt on ``sub`` (its in-flight count already taken)."""
+        callable_ = sub.multicallable(
+            self._kind, self._method, self._serializer, self._deserializer
+        )
+        metadata = self._metadata
+        if self._trace is not None:
+            metadata = self._trace.attempt(sub.key, sub.zone, metadata)
+        call = callable_(
+            None if self._stream_request else self._request,
+            timeout=self._router.attempt_timeout(
+                self._method, self._deadline, self._unary_response
+            ),
+            metadata=metadata,
+            credentials=self._credentials,
+            wait_for_ready=False,
+            compression=self._compression,
+        )
+        self._att = _Attempt(call, sub)
+        return call
+
+    async def _failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
+        """Attempt ``att`` failed with ``error``: return once another attempt is current,
+        or raise the call's error when it is not retried."""
+        if att.outcome is not None:  # another task handles (or handled) it
+            try:
+                await asyncio.shield(att.outcome)
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+        elif self._state != _DONE and att is self._att:
+            att.outcome = asyncio.get_running_loop().create_future()
+            try:
+                await self._retry_or_finish(att, error)
+            finally:
+                att.outcome.set_result(None)
+        if self._state == _DONE:
+            self._raise_if_failed()
+            raise asyncio.InvalidStateError(_FINISHED)
+
+    async def _retry_or_finish(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
+        code = error.code()
+        router = self._router
+        att.reported = True
+        router.done(att.sub, code)
+        if self._trace is not None:
+            self._trace.attempt_ended(code)
+        if error.initial_metadata():  # the server's headers came: the caller may see them
+            self._committed = True
+        pause = None
+        if not self._committed:
+            pause = router.retry_pause(self._method, self._attempts, code, self._deadline)
+        if pause is None:
+            self._finish_failed(att, error)
+            return
+        if self._trace is not None:
+            self._trace.retrying(code)
+        self._replacing = replaced = asyncio.get_running_loop().create_future()
+        try:
+            if pause > 0:
+                try:
+                    await asyncio.sleep(pause)
+                except asyncio.CancelledError:
+                    self._cancel(_LOCAL_CANCEL)
+                    raise
+            if self._state == _DONE:
+                return
+            if self._committed:  # committed during the pause (a message was read)
+                self._finish_failed(att, error)
+                return
+            self._tried = (*self._tried, att.sub.key)
+            self._att = None
+            try:
+                await self._next_attempt()
+            except BaseException as exc:
+                self._fail_without_attempt(exc)
+        finally:
+            self._replacing = None
+            replaced.set_result(None)
+
+    async def _settle(self, att: _Attempt) -> None:
+        """Wait for attempt ``att`` to end and account for it (retrying if allowed)."""
+        code = await att.call.code()
+        if self._state == _DONE or att is not self._att:
+            return
+        if code is _OK:
+            if self._unary_response:
+                await self._wait_done()  # the driver keeps the response
+            else:
+                self._finish(_OK, final=att.call)
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await self._failed(att, await _status_error(att.call))
+
+    def _commit(self) -> None:
+        self._committed = True
+        self._buffer = None
+
+    def _remember(self, message: Any) -> None:
+        """Keep a written request for replay, or commit when it does not fit."""
+        buffer = self._buffer
+        if buffer is None:
+            return
+        size = _size(message)
+        if size is None or self._buffered + size > REPLAY_BUFFER_BYTES:
+            self._commit()
+            return
+        self._buffered += size
+        buffer.append(message)
+
+    # Finishing (exactly once).
+    def _finish(
+        self,
+        code: grpc.StatusCode,
+        *,
+        final: Any = None,
+        error: BaseException | None = None,
+        status: grpc.aio.AioRpcError | None = None,
+    ) -> None:
+        if self._state == _DONE:
+            return
+        self._state = _DONE
+        self._code = code
+        self._final = final
+        self._error = error
+        self._status_error = status
+        att, self._att = self._att, None
+        if att is not None and not att.reported:
+            att.reported = True
+            self._router.done(att.sub, code)
+            if code is not _OK and not att.call.done():
+                att.call.cancel()
+        self._buffer = None
+        self._router.call_finished(self._method, code, time.monotonic() - self._created)
+        if self._trace is not None:
+            self._trace.finished(code, None if status is None else status.details())
+        if self._pump is not None and code is not _OK:
+            self._pump.cancel()
+        if self._done_future is not None and not self._done_future.done():
+            self._done_future.set_result(None)
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, None
+            for callback in callbacks:
+                callback(self)
+
+    def _finish_failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
+        raised: BaseException = error
         if self._received:
-            raise StreamInterrupted(
-                code,
+            raised = StreamInterrupted(
+                error.code(),
                 f"stream {self._method} failed after {self._received} message(s) from "
-                f"{sub.key}; not retried, to avoid duplicate output: {exc.details()}",
-            ) from exc
+                f"{att.sub.key}; not retried, to avoid duplicate output: {error.details()}",
+            )
+            raised.__cause__ = error
+        self._finish(error.code(), error=raised, status=error)
+
+    def _fail_without_attempt(self, exc: BaseException) -> None:
+        """No attempt could start (no endpoint in time, cancelled while waiting)."""
+        if isinstance(exc, asyncio.CancelledError):
+            self._cancel(_LOCAL_CANCEL)
+            raise exc
+        if isinstance(exc, grpc.aio.AioRpcError):
+            self._finish(exc.code(), error=exc, status=exc)
+            return
+        self._finish(grpc.StatusCode.UNKNOWN, error=exc)
         raise exc
 
-    def _end(self, code: grpc.StatusCode) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if self._sub is not None:
-            self._channel._balancer.done(self._sub, code)
-            self._sub = None
-        if self._track is not None:
-            self._track.finish(code)
+    def _cancel(self, details: str) -> bool:
+        if self._state == _DONE:
+            return False
+        self._cancelled = True
+        status = grpc.aio.AioRpcError(_CANCELLED, Metadata(), Metadata(), details=details)
+        if self._state == _NEW:
+            self._state = _RUNNING
+            self._router.call_started()
+        self._finish(_CANCELLED, error=asyncio.CancelledError(), status=status)
+        driver = self._driver
+        if isinstance(driver, asyncio.Task) and not driver.done():
+            driver.cancel()
+        if self._picking is not None:
+            self._picking.cancel()
+        return True
 
-    async def _single(self) -> Any:
-        """stream_unary: await the one response, retrying like read() does."""
+    def _raise_if_failed(self) -> None:
+        if self._cancelled:
+            raise asyncio.CancelledError
+        if self._error is not None:
+            raise self._error
+
+    async def _wait_done(self) -> None:
+        """Wait for the call to finish, driving it when nothing else does."""
+        if self._state == _NEW:
+            await self._begin(drive=self._unary_response)
+        if self._unary_response:
+            if self._state != _DONE:
+                if self._done_future is None:
+                    self._done_future = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._done_future)
+            return
+        while self._state != _DONE:
+            att = await self._current()
+            if att is not None:
+                await self._settle(att)
+
+    async def _final_initial_metadata(self) -> Metadata:
+        if self._status_error is not None:
+            return self._status_error.initial_metadata()
+        if self._final is not None:
+            return await self._final.initial_metadata()
+        return Metadata()
+
+    # Request streaming (stream_unary, stream_stream).
+    async def write(self, request: Any) -> None:
+        """Send one request (only when the call was made without a request iterator)."""
+        if self._iterator is not None:
+            raise grpc.aio.UsageError(_ITERATOR_GIVEN)
+        await self._write(request)
+
+    async def done_writing(self) -> None:
+        """Half-close: no more requests. Idempotent; nothing after the call finished."""
+        if self._iterator is not None:
+            raise grpc.aio.UsageError(_ITERATOR_GIVEN)
+        await self._done_writing()
+
+    async def _write(self, request: Any) -> None:
+        if self._state == _DONE:
+            if self._cancelled:
+                raise asyncio.CancelledError
+            raise asyncio.InvalidStateError(_FINISHED)
+        if self._half_closed:
+            raise asyncio.InvalidStateError(_HALF_CLOSED)
+        att = self._att
+        if self._replacing is not None or att is None or self._state != _RUNNING:
+            att = await self._current()
+        self._remember(request)
+        while att is not None:
+            try:
+                await att.call.write(request)
+                return
+            except grpc.aio.AioRpcError as exc:
+                error = exc
+            except asyncio.InvalidStateError:
+                error = await _status_error(att.call)
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            await self._failed(att, error)
+            if self._buffer is not None:
+                return  # the new attempt replayed it
+            att = self._att
+        self._raise_if_failed()
+        raise asyncio.InvalidStateError(_FINISHED)
+
+    async def _done_writing(self) -> None:
+        if self._state == _DONE or self._half_closed:
+            return
+        self._half_closed = True
+        att = await self._current()
+        while att is not None:
+            try:
+                await att.call.done_writing()
+                return
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await self._settle(att)
+                if self._state == _DONE:
+                    return
+                att = await self._current()  # a new attempt replayed the half-close
+
+    async def _consume(self, requests: Any) -> None:
+        """Send the caller's request iterator through the call's own write path."""
         try:
-            while True:
-                if self._call is None:
-                    await self._start_attempt()
+            if hasattr(requests, "__aiter__"):
+                async for request in requests:
+                    await self._write(request)
+            else:
+                for request in requests:
+                    await self._write(request)
+            await self._done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, asyncio.CancelledError):
+            return  # the call ended; its status says why
+        except Exception:  # the caller's iterator failed: cancel, as grpc.aio does
+            self._cancel("request iterator raised")
+
+    # Unary responses (unary_unary, stream_unary).
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._state == _NEW and self._driver is None:
+            self._driver = _INLINE
+            return (yield from self._drive().__await__())
+        if self._state != _DONE:
+            if isinstance(self._driver, asyncio.Task):
                 try:
-                    response = await self._call
-                except grpc.aio.AioRpcError as exc:
-                    if await self._failed(exc):
-                        continue
-                    raise  # not reached: _failed raises
-                self._end(_OK)
-                return response
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
+                    yield from self._driver
+                except asyncio.CancelledError:
+                    self._cancel(_LOCAL_CANCEL)
+                    raise
+            else:
+                yield from self._wait_done().__await__()
+        self._raise_if_failed()
+        return self._response
+
+    async def _drive(self) -> Any:
+        """Attempts until one answers, or the call fails for good."""
+        if self._state == _NEW:
+            if not self._start():
+                await self._first_attempt()
+            if self._iterator is not None:
+                self._started(drive=False)
+        while True:
+            att = self._att
+            if self._replacing is not None or att is None or self._state == _DONE:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return self._response
+            try:
+                response = await att.call
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(att, exc)
+                continue
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            if self._state != _DONE:
+                self._response = response
+                self._finish(_OK, final=att.call)
+            return response
+
+    async def _drive_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # kept for await and code(): never lost
+            await self._drive()
+
+    # Response streaming (unary_stream, stream_stream).
+    async def read(self) -> Any:
+        """The next response, ``grpc.aio.EOF`` at the end; raises the call's error."""
+        if self._state == _DONE:
+            self._raise_if_failed()
+            return _EOF
+        while True:
+            att = self._att
+            if self._replacing is not None or att is None or self._state == _DONE:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return _EOF
+            try:
+                message = await att.call.read()
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(att, exc)
+                continue
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            if message is _EOF:
+                if att is self._att:
+                    self._finish(_OK, final=att.call)
+                self._raise_if_failed()
+                return _EOF
+            self._commit()
+            self._received += 1
+            self._router.answered(att.sub)  # progress, for silence detection
+            return message
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[Any]:
+        # The common case (one attempt, no retry in progress) iterates the
+        # attempt's own grpc.aio iterator: per message, one generator step of
+        # ours on top of grpc's. Like grpc.aio, do not mix it with read().
+        while True:
+            att = self._att
+            if self._replacing is not None or att is None or self._state != _RUNNING:
+                att = await self._current()
+                if att is None:
+                    self._raise_if_failed()
+                    return
+            try:
+                async for message in att.call:
+                    if not self._committed:
+                        self._commit()
+                    self._received += 1
+                    self._router.answered(att.sub)  # progress, for silence detection
+                    yield message
+            except grpc.aio.AioRpcError as exc:
+                await self._failed(att, exc)
+                continue
+            except asyncio.CancelledError:
+                self._cancel(_LOCAL_CANCEL)
+                raise
+            if att is self._att:
+                self._finish(_OK, final=att.call)
+            self._raise_if_failed()
+            return
+
+
+_INLINE = object()  # the driver marker: __await__ drives the attempts in the caller's task
+
+
+class BalancedUnaryUnaryCall(_BalancedCall, grpc.aio.UnaryUnaryCall):  # type: ignore[misc]
+    """A unary call: await it for the response."""
+
+    _kind = "unary_unary"
+    _unary_response = True
+
+
+class BalancedUnaryStreamCall(_BalancedCall, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
+    """A server-streaming call: iterate it or ``read()`` it."""
+
+    _kind = "unary_stream"
+
+
+class BalancedStreamUnaryCall(_BalancedCall, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
+    """A client-streaming call: ``write()``/``done_writing()`` (or an iterator), then await."""
+
+    _kind = "stream_unary"
+    _unary_response = True
+    _stream_request = True
+
+
+class BalancedStreamStreamCall(_BalancedCall, grpc.aio.StreamStreamCall):  # type: ignore[misc]
+    """A bidirectional call: write and read, in any interleaving."""
+
+    _kind = "stream_stream"
+    _stream_request = True

@@ -12,18 +12,25 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import grpc
 from prometheus_client import CollectorRegistry
 
 from ecsgrpc.balancing.balancer import Balancer
-from ecsgrpc.balancing.calls import StreamCallables, UnaryUnaryCallable
+from ecsgrpc.balancing.callables import (
+    Interceptors,
+    StreamStreamMultiCallable,
+    StreamUnaryMultiCallable,
+    UnaryStreamMultiCallable,
+    UnaryUnaryMultiCallable,
+)
 from ecsgrpc.balancing.outlier import OutlierConfig, OutlierDetector
 from ecsgrpc.balancing.picker import POLICIES, ZonePolicy
-from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy
+from ecsgrpc.balancing.retry import RetryPolicy
+from ecsgrpc.balancing.router import Router
+from ecsgrpc.balancing.stall import StallConfig
 from ecsgrpc.balancing.status import EndpointStatus
-from ecsgrpc.balancing.subchannel import Subchannel
 from ecsgrpc.balancing.zone import detect_zone
 from ecsgrpc.config import DEFAULT_CLIENT_KEEPALIVE_SECONDS
 from ecsgrpc.errors import ConfigError, NoEndpointAvailable
@@ -31,6 +38,11 @@ from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
 from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 from ecsgrpc.security.diagnose import explain_connect_error
+from ecsgrpc.telemetry import Telemetry
+from ecsgrpc.telemetry import resolve as resolve_telemetry
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import ClientTelemetry
 
 __all__ = ["BalancedChannel", "channel_options", "connect"]
 
@@ -57,8 +69,13 @@ def channel_options(extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, An
     ]
 
 
-class BalancedChannel:
+class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
     """Balances calls over the endpoints a resolver reports. One event loop.
+
+    A ``grpc.aio.Channel``: generated stubs, the four call kinds and grpc.aio's
+    client interceptors (``interceptors=``, run once per call around all of its
+    attempts) work on it unchanged. Its calls follow the contract in
+    :mod:`ecsgrpc.balancing.calls` (commit rule, safe retries).
 
     Use ``async with connect(target) as channel`` (or call :meth:`close`).
     Calls made before the first resolution wait for an endpoint (up to their
@@ -69,6 +86,10 @@ class BalancedChannel:
     re-checked whenever discovery reports a new endpoint set and new
     subchannels use the current ones. ``credentials`` is the raw alternative
     (fixed ``grpc.ChannelCredentials``); give one or the other.
+
+    ``telemetry``: OpenTelemetry spans (one per call, an event per attempt),
+    ``traceparent`` propagation and gRFC A66 metrics (:mod:`ecsgrpc.telemetry`).
+    None: on when opentelemetry-api is installed; False: off.
     """
 
     def __init__(
@@ -89,7 +110,12 @@ class BalancedChannel:
         connect_timeout: float = 20.0,
         idempotent_methods: Collection[str] = (),
         security: ClientSecurity | None = None,
+        interceptors: Sequence[Any] = (),
+        stall: StallConfig | None = None,
+        telemetry: Telemetry | bool | None = None,
     ) -> None:
+        self._interceptors = Interceptors(interceptors)
+        chosen = resolve_telemetry(telemetry)
         if credentials is not None and security is not None and security.tls is not None:
             raise ConfigError("give TLS either as credentials= or as security=, not both")
         if policy not in POLICIES:
@@ -104,9 +130,6 @@ class BalancedChannel:
             log.warning("a bearer token is configured without TLS: it travels in plaintext")
         self._options = channel_options(options)
         self._metrics = client_metrics(registry)
-        self._retry_policy = retry or RetryPolicy()
-        self._budget = RetryBudget.from_policy(self._retry_policy)
-        self._idempotent = frozenset(idempotent_methods)
         self._connect_timeout = connect_timeout
         self._zone = zone
         self._detect_zone = detect_ecs_zone and zone is None
@@ -120,9 +143,19 @@ class BalancedChannel:
             health_check=health_check,
             health_service=health_service,
             on_endpoint_lost=self._resolve_now,
+            stall=stall,
         )
-        self._in_flight = self._metrics.in_flight.labels(target)
-        self._durations: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._router = Router(
+            balancer=self._balancer,
+            target=target,
+            policy=retry or RetryPolicy(),
+            idempotent=idempotent_methods,
+            metrics=self._metrics,
+            connect_timeout=connect_timeout,
+            start=self._ensure_started,
+            describe=self._describe,
+            telemetry=None if chosen is None else _client_telemetry(chosen, target),
+        )
         self._watch_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -198,8 +231,14 @@ class BalancedChannel:
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> UnaryUnaryCallable:
-        return UnaryUnaryCallable(self, method, request_serializer, response_deserializer)
+    ) -> UnaryUnaryMultiCallable:
+        return UnaryUnaryMultiCallable(
+            self._router,
+            method,
+            request_serializer,
+            response_deserializer,
+            self._interceptors.unary_unary,
+        )
 
     def unary_stream(
         self,
@@ -207,8 +246,14 @@ class BalancedChannel:
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:
-        return StreamCallables.unary_stream(self, method, request_serializer, response_deserializer)
+    ) -> UnaryStreamMultiCallable:
+        return UnaryStreamMultiCallable(
+            self._router,
+            method,
+            request_serializer,
+            response_deserializer,
+            self._interceptors.unary_stream,
+        )
 
     def stream_unary(
         self,
@@ -216,8 +261,14 @@ class BalancedChannel:
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:
-        return StreamCallables.stream_unary(self, method, request_serializer, response_deserializer)
+    ) -> StreamUnaryMultiCallable:
+        return StreamUnaryMultiCallable(
+            self._router,
+            method,
+            request_serializer,
+            response_deserializer,
+            self._interceptors.stream_unary,
+        )
 
     def stream_stream(
         self,
@@ -225,9 +276,13 @@ class BalancedChannel:
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:
-        return StreamCallables.stream_stream(
-            self, method, request_serializer, response_deserializer
+    ) -> StreamStreamMultiCallable:
+        return StreamStreamMultiCallable(
+            self._router,
+            method,
+            request_serializer,
+            response_deserializer,
+            self._interceptors.stream_stream,
         )
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
@@ -244,7 +299,13 @@ class BalancedChannel:
         self._ensure_started()
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._balancer.ready_count() < min_ready:
-            await self._wait_or_fail(deadline)
+            await self._router.wait_for_change(deadline)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """Wait until :meth:`get_state` differs from ``last_observed_state``."""
+        self._ensure_started()
+        while self._balancer.connectivity() == last_observed_state:
+            await self._balancer.wait_for_change(None)
 
     # Introspection.
     def endpoints(self) -> tuple[EndpointStatus, ...]:
@@ -259,43 +320,6 @@ class BalancedChannel:
     def zone(self) -> str | None:
         return self._zone
 
-    # The call path (used by calls.py).
-    async def _pick(
-        self, tried: Collection[str], deadline: float | None, wait_for_ready: bool | None
-    ) -> Subchannel:
-        self._ensure_started()
-        while True:
-            sub = self._balancer.pick(tried)
-            if sub is not None:
-                return sub
-            if wait_for_ready is False:
-                raise NoEndpointAvailable(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"no ready endpoint for {self.target} ({self._describe()})",
-                )
-            await self._wait_or_fail(deadline)
-
-    async def _wait_or_fail(self, deadline: float | None) -> None:
-        now = time.monotonic()
-        if deadline is None:
-            deadline = now + self._connect_timeout
-            code = grpc.StatusCode.UNAVAILABLE
-        else:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED
-        started = now
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise NoEndpointAvailable(
-                    code,
-                    f"no ready endpoint for {self.target} after "
-                    f"{time.monotonic() - started:.2f}s ({self._describe()})",
-                )
-            before = self._balancer.picker
-            await self._balancer.wait_for_change(left)
-            if self._balancer.picker is not before:
-                return
-
     @property
     def uses_tls(self) -> bool:
         return self._credentials is not None or (self._security is not None and self._security.tls)
@@ -308,20 +332,6 @@ class BalancedChannel:
             return text
         hint = explain_connect_error(errors[0], tls=self.uses_tls)
         return f"{text}; last error: {errors[0]}" + (f"; likely cause: {hint}" if hint else "")
-
-    def _call_started(self) -> None:
-        self._budget.record_call()
-        self._in_flight.inc()
-
-    def _call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self._in_flight.dec()
-        child = self._durations.get((method, code))
-        if child is None:
-            child = self._metrics.duration.labels(method, code.name)
-            self._durations[(method, code)] = child
-        child.observe(seconds)
-        if code is not grpc.StatusCode.OK:
-            self._metrics.failures.labels(method, code.name.lower()).inc()
 
 
 def connect(
@@ -340,10 +350,18 @@ def connect(
     idempotent_methods: Collection[str] = (),
     resolver_options: dict[str, Any] | None = None,
     security: ClientSecurity | None = None,
+    interceptors: Sequence[Any] = (),
+    stall: StallConfig | None = None,
+    telemetry: Telemetry | bool | None = None,
 ) -> BalancedChannel:
     """A :class:`BalancedChannel` for ``target`` (a target string or a Resolver).
 
     ``security``: TLS/mTLS and a bearer token (see :class:`BalancedChannel`).
+    ``stall``: silence detection (a frozen or black-holed endpoint is set
+    aside within about 1 s while others answer; see ``balancing/stall.py``);
+    ``StallConfig(enabled=False)`` turns it off.
+    ``interceptors``: grpc.aio client interceptors, run once per call.
+    ``telemetry``: OpenTelemetry (see :class:`BalancedChannel`).
     Raises ConfigError for a bad target, option or security file (the message
     names it).
     """
@@ -370,4 +388,13 @@ def connect(
         connect_timeout=connect_timeout,
         idempotent_methods=idempotent_methods,
         security=security,
+        interceptors=interceptors,
+        stall=stall,
+        telemetry=telemetry,
     )
+
+
+def _client_telemetry(telemetry: Telemetry, target: str) -> ClientTelemetry:
+    from ecsgrpc.telemetry.client import ClientTelemetry  # opentelemetry-api: imported only here
+
+    return ClientTelemetry(telemetry, target)

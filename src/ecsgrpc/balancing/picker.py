@@ -118,6 +118,8 @@ class LeastRequestPicker(Picker[C]):
     def __init__(self, candidates: Sequence[C], *, rng: random.Random | None = None) -> None:
         super().__init__(candidates)
         self._rand = (rng or random.Random()).random  # noqa: S311 (not for security)
+        # Equal weights (the usual case): compare in-flight counts alone.
+        self._uniform = len({c.weight for c in self.candidates}) <= 1
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         cands = self.candidates
@@ -133,7 +135,10 @@ class LeastRequestPicker(Picker[C]):
             j += 1
         a, b = cands[i], cands[j]
         # Ties go to the first sample, which is random: no bias.
-        chosen = a if a.in_flight * b.weight <= b.in_flight * a.weight else b
+        if self._uniform:
+            chosen = a if a.in_flight <= b.in_flight else b
+        else:
+            chosen = a if a.in_flight * b.weight <= b.in_flight * a.weight else b
         if exclude and chosen.key in exclude:
             other = b if chosen is a else a
             return other if other.key not in exclude else self._fallback(exclude)

@@ -9,6 +9,14 @@ A call may be retried, on a different endpoint, only when
   was explicitly marked idempotent for, and
 * the caller's deadline has time left, attempts remain, and the budget allows it.
 
+``per_attempt_timeout`` (gRFC A6's per-attempt receive timeout): for methods
+the caller marked idempotent whose response is a single message (unary,
+client streaming), each attempt gets at most this long, and an attempt that
+runs out of it (``DEADLINE_EXCEEDED`` while the call's own deadline still has
+time) is retried on another endpoint, so a call that landed on a task that
+just froze moves on instead of waiting out its whole deadline. Streaming
+responses are never cut by it: a stream that has started is the caller's.
+
 The budget allows retries up to ``ratio`` of the calls seen in the last
 ``window_seconds`` plus ``min_per_second`` x window, so an outage cannot
 multiply load: with ratio 0.2, at most 20 % extra attempts in a storm.
@@ -27,6 +35,9 @@ import grpc
 __all__ = ["RetryBudget", "RetryPolicy", "backoff_seconds"]
 
 _NOT_PROCESSED = frozenset({grpc.StatusCode.UNAVAILABLE})
+# Calls are counted in a plain int and put in a time bucket every this many calls
+# (and before each retry decision): a call's time is known to within that batch.
+_FOLD_EVERY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +54,24 @@ class RetryPolicy:
     budget_ratio: float = 0.2
     budget_min_per_second: float = 10.0
     budget_window_seconds: float = 10.0
+    per_attempt_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_attempt_timeout is not None and not self.per_attempt_timeout > 0:
+            from ecsgrpc.errors import ConfigError
+
+            raise ConfigError(
+                f"RetryPolicy.per_attempt_timeout must be > 0 seconds (or None), "
+                f"got {self.per_attempt_timeout!r}"
+            )
 
     def retryable(self, code: grpc.StatusCode, *, idempotent: bool) -> bool:
         """Whether a failure with ``code`` (before any response) may be retried."""
-        return code in (self.idempotent_codes if idempotent else _NOT_PROCESSED)
+        if not idempotent:
+            return code in _NOT_PROCESSED
+        return code in self.idempotent_codes or (
+            code is grpc.StatusCode.DEADLINE_EXCEEDED and self.per_attempt_timeout is not None
+        )
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int, rand: Callable[[], float]) -> float:
@@ -72,6 +97,10 @@ class RetryBudget:
         self._clock = clock
         # Per-second buckets: (second, calls, retries).
         self._buckets: deque[list[int]] = deque()
+        # Calls not yet put in a bucket: record_call() only counts (it is on every
+        # call's path); they are put in the current second's bucket every
+        # _FOLD_EVERY calls and before each retry decision.
+        self._pending = 0
 
     @classmethod
     def from_policy(
@@ -92,10 +121,16 @@ class RetryBudget:
             horizon = second - self._window
             while buckets and buckets[0][0] <= horizon:
                 buckets.popleft()
-        return buckets[-1]
+        bucket = buckets[-1]
+        if self._pending:
+            bucket[1] += self._pending
+            self._pending = 0
+        return bucket
 
     def record_call(self) -> None:
-        self._bucket()[1] += 1
+        self._pending += 1
+        if self._pending >= _FOLD_EVERY:
+            self._bucket()
 
     def try_spend(self) -> bool:
         """Take one retry if the budget has room; False means do not retry."""

@@ -22,6 +22,7 @@ class EndpointStatus:
     health: str  # serving, not_serving, unknown (health checking off or not yet known)
     in_flight: int
     ejected: bool
+    stalled: bool  # silent while it owes answers and others answer (set aside until it answers)
     draining: bool  # removed by discovery, finishing its in-flight calls
     pickable: bool  # new calls may go here
     # grpc's last connection error while not connected (e.g. a TLS handshake failure).

@@ -7,9 +7,10 @@ States (connectivity is grpc's; health is ``grpc.health.v1`` Watch, gRFC A17)::
 
 A subchannel takes new calls (is *pickable*) only when connected (READY), its
 health is SERVING (or health checking is off, or the server has no health
-service), it is not ejected by outlier detection, and discovery has not removed
-it (*draining*: it finishes its in-flight calls, then closes). Every change
-calls ``on_change`` so the balancer can rebuild its picker.
+service), it is not ejected by outlier detection, it is not *stalled* (silent
+while it owes answers and others answer: see ``stall.py``), and discovery has
+not removed it (*draining*: it finishes its in-flight calls, then closes).
+Every change calls ``on_change`` so the balancer can rebuild its picker.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ecsgrpc.balancing.stall import Silence
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.endpoints import Endpoint
 from ecsgrpc.security.diagnose import last_error
@@ -55,6 +57,12 @@ _FAILING = (Connectivity.CONNECTING, Connectivity.TRANSIENT_FAILURE)
 RECHECK_SECONDS = 0.5
 
 
+# Probe outcomes that are not an answer of the server's own.
+_NO_ANSWER = frozenset(
+    {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+)
+
+
 class Health(enum.Enum):
     UNKNOWN = "unknown"
     SERVING = "serving"
@@ -84,12 +92,16 @@ class Subchannel:
         self.health = Health.UNKNOWN if health_check else Health.SERVING
         self.draining = False
         self.ejected = False
+        self.stalled = False
+        self.silence = Silence()
         self.last_error: str | None = None
         self._diagnosis: asyncio.Task[None] | None = None
         self._health_check = health_check
         self._health_service = health_service
         self._on_change = on_change
+        self._factory = channel_factory
         self._channel: grpc.aio.Channel = channel_factory(self.key)
+        self._retired: dict[asyncio.Task[None], grpc.aio.Channel] = {}
         self._callables: dict[tuple[str, str], Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -109,6 +121,7 @@ class Subchannel:
             self.connectivity is Connectivity.READY
             and self.health is Health.SERVING
             and not self.ejected
+            and not self.stalled
             and not self.draining
         )
 
@@ -117,6 +130,53 @@ class Subchannel:
         self._tasks.append(loop.create_task(self._watch_connectivity()))
         if self._health_check:
             self._tasks.append(loop.create_task(self._watch_health()))
+
+    def set_stalled(self, stalled: bool) -> None:
+        if self.stalled != stalled:
+            self.stalled = stalled
+            self._changed()
+
+    async def probe(self, timeout: float) -> bool:
+        """Whether the server answers a ``grpc.health.v1`` Check within ``timeout``.
+
+        Any answer of the server's own counts (NOT_SERVING is the health
+        watch's business; UNIMPLEMENTED means no health service, but a live
+        server); a deadline or a connection failure does not.
+        """
+        try:
+            await health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(service=self._health_service),
+                wait_for_ready=True,
+                timeout=timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code() not in _NO_ANSWER
+        return True
+
+    async def reconnect(self, grace: float) -> None:
+        """Replace the connection with a fresh one (a new TCP connection).
+
+        The old channel takes no new calls; its calls in flight may finish
+        within ``grace`` seconds, then it is closed. Connectivity and health
+        are watched on the new one from scratch.
+        """
+        if self._closed:
+            return
+        old, old_tasks = self._channel, self._tasks
+        self._channel = self._factory(self.key)
+        self._callables = {}
+        self._tasks = []
+        for task in old_tasks:
+            task.cancel()
+        await asyncio.gather(*old_tasks, return_exceptions=True)
+        if self._health_check:
+            self.health = Health.UNKNOWN
+        self.connectivity = Connectivity.IDLE
+        self._changed()
+        retire = asyncio.get_running_loop().create_task(old.close(grace))
+        self._retired[retire] = old
+        retire.add_done_callback(lambda t: self._retired.pop(t, None))
+        self.start()
 
     def multicallable(self, kind: str, method: str, serializer: Any, deserializer: Any) -> Any:
         """The underlying channel's multicallable for ``method`` (cached)."""
@@ -157,6 +217,7 @@ class Subchannel:
             health=self.health.value,
             in_flight=self.in_flight,
             ejected=self.ejected,
+            stalled=self.stalled,
             draining=self.draining,
             pickable=self.pickable,
             last_error=self.last_error,
@@ -172,6 +233,12 @@ class Subchannel:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._channel.close()
+        retired = dict(self._retired)
+        for retire in retired:
+            retire.cancel()  # a retiring channel's close(grace) is cut short: close it now
+        await asyncio.gather(*retired, return_exceptions=True)
+        for old in retired.values():
+            await old.close()
         self.connectivity = Connectivity.SHUTDOWN
 
     def _changed(self) -> None:

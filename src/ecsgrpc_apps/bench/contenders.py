@@ -36,6 +36,7 @@ from ecsgrpc_apps.workflow import pb2, workflow_stub
 
 __all__ = [
     "CONTENDERS",
+    "NATIVE_KEEPALIVE",
     "Client",
     "Contender",
     "DnsName",
@@ -180,6 +181,20 @@ async def open_native_rr(fleet: Fleet) -> Client:
     return ChannelClient("native_round_robin", channel)
 
 
+async def open_native_keepalive(fleet: Fleet) -> Client:
+    """``native_round_robin`` plus a client keepalive ping every 10 s, 5 s to answer."""
+    target = "ipv4:" + ",".join(fleet.addresses)
+    options = [
+        ("grpc.service_config", _native_config()),
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    channel = grpc.aio.insecure_channel(target, options=options)
+    await _native_ready(channel, fleet.expected, _READY_TIMEOUT)
+    return ChannelClient("native_keepalive_round_robin", channel)
+
+
 async def open_native_dns(fleet: Fleet) -> Client:
     if fleet.dns is None:
         raise RuntimeError("no DNS name in this fleet")
@@ -276,4 +291,10 @@ CONTENDERS: tuple[Contender, ...] = (
         "ecsgrpc.connect(policy='least_request')",
         _open_ecsgrpc("least_request"),
     ),
+)
+# Run only where silence matters (silent_failure): elsewhere it is native_round_robin.
+NATIVE_KEEPALIVE = Contender(
+    "native_keepalive_round_robin",
+    "native_round_robin + keepalive ping every 10 s, 5 s timeout",
+    open_native_keepalive,
 )

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from ecsgrpc_apps.bench.contenders import Client, Fleet
+from ecsgrpc_apps.bench.contenders import Client, Contender, Fleet
 from ecsgrpc_apps.bench.load import Call, PacedLoad, percentile
 from ecsgrpc_apps.bench.results import Metric
 from ecsgrpc_apps.bench.settings import Context
@@ -41,16 +41,28 @@ class Loads:
 
 @contextlib.asynccontextmanager
 async def running(
-    ctx: Context, fleet: Fleet, *, kinds: Sequence[str] = ("unary", "stream"), scenario: str
+    ctx: Context,
+    fleet: Fleet,
+    *,
+    kinds: Sequence[str] = ("unary", "stream"),
+    scenario: str,
+    contenders: Sequence[Contender] | None = None,
+    unary_timeout: float | None = None,
+    timeout: float = 15.0,
 ) -> AsyncIterator[Loads]:
     """Open every contender on ``fleet`` and start its load; close them all at the end."""
     clients: list[Client] = []
     try:
-        for contender in ctx.contenders:
+        for contender in ctx.contenders if contenders is None else contenders:
             ctx.progress(f"{scenario}: connecting {contender.name}")
             clients.append(await contender.open(fleet))
         rate = ctx.settings.rate / max(1, len(clients))
-        loads = {c.name: PacedLoad(c, rate=rate, kinds=kinds) for c in clients}
+        loads = {
+            c.name: PacedLoad(
+                c, rate=rate, kinds=kinds, timeout=timeout, unary_timeout=unary_timeout
+            )
+            for c in clients
+        }
         for load in loads.values():
             load.start()
         yield Loads(clients, loads)

@@ -54,7 +54,7 @@ def common_port(hosts: Sequence[str]) -> int:
 
 
 class AgentFleet:
-    """``count`` agents on 127.0.0.N:port; ``args[i]`` extra options for agent ``i``."""
+    """``count`` agents on NETWORK.N:port (127.0.0.N by default); ``args[i]``: agent i's options."""
 
     def __init__(
         self,
@@ -63,8 +63,9 @@ class AgentFleet:
         first_host: int = _FIRST_HOST,
         args: Sequence[tuple[str, ...]] = (),
         dns: bool = True,
+        network: str = "127.0.0",
     ) -> None:
-        self.hosts = [f"127.0.0.{first_host + i}" for i in range(count)]
+        self.hosts = [f"{network}.{first_host + i}" for i in range(count)]
         self._args = list(args) + [()] * (count - len(args))
         self._want_dns = dns and dnsmasq_available()
         self._dir = Path(tempfile.mkdtemp(prefix="ecsgrpc-bench-"))

@@ -90,11 +90,13 @@ class PacedLoad:
         kinds: Sequence[str] = ("unary", "stream"),
         timeout: float = 15.0,
         max_in_flight: int = 400,
+        unary_timeout: float | None = None,
     ) -> None:
         self.client = client
         self.rate = rate
         self.kinds = tuple(kinds)
         self.timeout = timeout
+        self.unary_timeout = timeout if unary_timeout is None else unary_timeout
         self.max_in_flight = max_in_flight
         self.calls: list[Call] = []
         self.dropped = 0  # arrivals not started because max_in_flight calls were running
@@ -129,7 +131,8 @@ class PacedLoad:
             task.add_done_callback(self._tasks.discard)
 
     async def _call(self, kind: str, cid: str) -> None:
-        self.calls.append(await one_call(self.client, kind, cid, self.timeout))
+        timeout = self.unary_timeout if kind == "unary" else self.timeout
+        self.calls.append(await one_call(self.client, kind, cid, timeout))
 
     async def _watch_retries(self) -> None:
         seen = self.client.retries()

@@ -37,6 +37,7 @@ COLUMNS = (
     "x_native_p50",
     "p99_ms",
     "cpu_us_per_call",
+    "x_native_cpu_per_call",
     "errors",
 )
 
@@ -163,6 +164,7 @@ def _fill(result: ScenarioResult, medians: list[OverheadResult], ctx: Context) -
             "x_native_p50": _ratio(r.p50_ms, b.p50_ms if b else 0),
             "p99_ms": r.p99_ms,
             "cpu_us_per_call": r.cpu_us_per_call,
+            "x_native_cpu_per_call": _ratio(r.cpu_us_per_call, b.cpu_us_per_call if b else 0),
             "errors": r.errors,
             "calls": r.calls,
         }

@@ -1,7 +1,7 @@
 """Runs the scenarios in order and collects their results.
 
-Scenarios: ``overhead``, ``task_killed``, ``rolling_deploy``, ``scale_out``,
-``slow_task``, ``discovery_outage``, ``client_scale``. The DNS contender is
+Scenarios: ``overhead``, ``client_bound``, ``task_killed``, ``rolling_deploy``, ``scale_out``,
+``slow_task``, ``discovery_outage``, ``client_scale``, ``silent_failure``. The DNS contender is
 skipped (with the reason in its rows) when dnsmasq is not installed; the
 embedded Cloud Map emulator is started only for the scenarios that need it.
 A scenario that fails is recorded with its error and the others still run.
@@ -15,12 +15,15 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ecsgrpc.errors import ConfigError
 from ecsgrpc_apps.bench import (
+    client_bound,
     client_scale,
+    gateway_overload,
     killed,
     outage,
     overhead,
     rolling,
     scaleout,
+    silent,
     slow,
 )
 from ecsgrpc_apps.bench.contenders import CONTENDERS, Contender
@@ -36,12 +39,15 @@ log = logging.getLogger(__name__)
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 SCENARIOS: dict[str, Scenario] = {
     "overhead": overhead.run,
+    "client_bound": client_bound.run,
     "task_killed": killed.run,
     "rolling_deploy": rolling.run,
     "scale_out": scaleout.run,
     "slow_task": slow.run,
     "discovery_outage": outage.run,
     "client_scale": client_scale.run,
+    "silent_failure": silent.run,
+    "gateway_overload": gateway_overload.run,
 }
 DNSMASQ_MISSING = "dnsmasq not installed"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
     from ecsgrpc_apps.bench.contenders import Contender
     from ecsgrpc_apps.local.emulator import AwsEmulator
 
-__all__ = ["BenchSettings", "Context"]
+__all__ = ["BenchSettings", "Context", "default_servers"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,19 @@ class BenchSettings:
     slow_seconds: float
     outage_seconds: float
     scale_rounds: int
+    client_bound_servers: int = 2
+    silent_at: float = 5.0
+    silent_seconds: float = 15.0
+    silent_tail: float = 10.0
     scale_sizes: tuple[int, ...] = (10, 100, 1000)
 
     @classmethod
-    def make(cls, *, quick: bool, scale: float = 1.0) -> BenchSettings:
-        """The full run's settings, or ``--quick``'s; every duration times ``scale``."""
+    def make(cls, *, quick: bool, scale: float = 1.0, servers: int | None = None) -> BenchSettings:
+        """The full run's settings, or ``--quick``'s; every duration times ``scale``.
+
+        ``servers``: agent processes of the client_bound scenario (default:
+        :func:`default_servers`).
+        """
 
         def s(full: float, short: float, floor: float = 0.2) -> float:
             return max(floor, (short if quick else full) * scale)
@@ -53,7 +62,20 @@ class BenchSettings:
             slow_seconds=s(15.0, 5.0, 1.0),
             outage_seconds=s(30.0, 8.0, 1.5),
             scale_rounds=30 if not quick else max(3, int(10 * scale)),
+            client_bound_servers=default_servers() if servers is None else servers,
+            silent_at=s(5.0, 2.0, 1.5),
+            silent_seconds=s(15.0, 5.0, 1.0),
+            silent_tail=s(10.0, 5.0, 1.0),
         )
+
+
+def default_servers() -> int:
+    """client_bound's servers: half the cores this process may use, from 2 to 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 2
+    return max(2, min(8, cores // 2))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import typer
 from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.logs import configure_logging
 from ecsgrpc.server import serve
+from ecsgrpc_apps.telemetry.setup import configure_from_env
 from ecsgrpc_apps.workflow import emf
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
 from ecsgrpc_apps.workflow.settings import AgentSettings
@@ -86,6 +87,8 @@ def agent(
         json_lines=server_settings.log_json,
         level=server_settings.log_level,
     )
+    # OpenTelemetry export as the OTEL_* variables say (otel extra).
+    configure_from_env("workflow-agent", servicer.instance_id)
     return asyncio.run(_serve(servicer, agent_settings, server_settings))
 
 

@@ -34,6 +34,14 @@ def bench(
         str | None,
         typer.Option(help="Comma-separated scenarios to run (default: all of them)."),
     ] = None,
+    servers: Annotated[
+        int | None,
+        typer.Option(
+            "--servers",
+            help="Agent processes of the client_bound scenario, each pinned to a core of its "
+            "own when there are enough (default: half the cores, 2 to 8).",
+        ),
+    ] = None,
     seconds_scale: Annotated[float, typer.Option(hidden=True, help=_SCALE_HELP)] = 1.0,
 ) -> int:
     """Run ecsgrpc against gRPC's native balancing and the seed's client, side by side.
@@ -41,8 +49,9 @@ def bench(
     grpc's core logs each GOAWAY (kills, deploys) on stderr; run with
     GRPC_VERBOSITY=ERROR in the environment to hide those lines.
 
-    Scenarios: overhead, task_killed, rolling_deploy, scale_out, slow_task,
-    discovery_outage, client_scale. Prints markdown tables and the targets.
+    Scenarios: overhead, client_bound, task_killed, rolling_deploy, scale_out,
+    slow_task, discovery_outage, client_scale, silent_failure (its black holes
+    need iptables and root). Prints markdown tables and the targets.
     """
     from ecsgrpc_apps.bench.report import document, machine, markdown
     from ecsgrpc_apps.bench.runner import SCENARIOS, parse_only, run_bench
@@ -50,8 +59,10 @@ def bench(
 
     if not 0 < seconds_scale <= 10:
         raise ConfigError(f"--seconds-scale must be in (0, 10], got {seconds_scale!r}")
+    if servers is not None and not 1 <= servers <= 64:
+        raise ConfigError(f"--servers must be from 1 to 64, got {servers!r}")
     scenarios = parse_only(only)
-    settings = BenchSettings.make(quick=quick, scale=seconds_scale)
+    settings = BenchSettings.make(quick=quick, scale=seconds_scale, servers=servers)
     if plots is not None:
         from ecsgrpc_apps.bench.plots import _plt
 

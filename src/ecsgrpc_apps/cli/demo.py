@@ -36,9 +36,9 @@ def demo(
     options = DemoOptions(
         port=port,
         keep_running=keep_running,
-        warmup_seconds=12.0 * speed,
-        settle_seconds=10.0 * speed,
-        after_kill_seconds=12.0 * speed,
+        warmup_seconds=7.0 * speed,
+        settle_seconds=5.0 * speed,
+        after_kill_seconds=7.0 * speed,
     )
     console = Console(stderr=json_output)
     live = Live(console=console, refresh_per_second=4, transient=False)
@@ -62,10 +62,14 @@ def demo(
 def _print_urls(console: Console, url: str) -> None:
     console.print(f"\nThe stack is up. Chat page: [cyan]{url}/[/cyan]")
     console.print(f"Endpoints: {url}/debug/endpoints   Metrics: {url}/metrics")
+    # One line, never wrapped (a wrapped command breaks when pasted), no markup.
     console.print(
         f"curl -N -H 'accept: text/event-stream' -H 'content-type: application/json' "
         f'-d \'{{"messages":[{{"role":"user","content":"hello ecs"}}]}}\' '
-        f"{url}/v1/conversations"
+        f"{url}/v1/conversations",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     console.print("Press Ctrl-C to stop.")
 

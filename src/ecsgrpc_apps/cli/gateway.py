@@ -13,6 +13,7 @@ from ecsgrpc.config import load
 from ecsgrpc.logs import configure_logging
 from ecsgrpc_apps.gateway.runner import run_gateway
 from ecsgrpc_apps.gateway.settings import GatewaySettings
+from ecsgrpc_apps.telemetry.setup import configure_from_env
 
 
 def gateway(
@@ -67,6 +68,8 @@ def gateway(
         json_lines=settings.log_json,
         level=settings.log_level,
     )
+    # OpenTelemetry export as the OTEL_* variables say (otel extra).
+    configure_from_env("api-gateway", None)
     return asyncio.run(run_gateway(settings, target=target))
 
 

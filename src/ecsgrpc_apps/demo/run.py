@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from ecsgrpc.metrics import gateway_metrics
+from ecsgrpc_apps.demo.tracing import demo_tracing, pick_trace
 from ecsgrpc_apps.demo.traffic import Traffic
 from ecsgrpc_apps.gateway import (
     GatewayServer,
@@ -47,9 +49,9 @@ class DemoOptions:
     port: int = 8080
     agents: int = 3
     workers: int = 6
-    warmup_seconds: float = 12.0
-    settle_seconds: float = 10.0
-    after_kill_seconds: float = 12.0
+    warmup_seconds: float = 7.0
+    settle_seconds: float = 5.0
+    after_kill_seconds: float = 7.0
     keep_running: bool = False
     run_dir: Path | None = None
 
@@ -75,10 +77,13 @@ class DemoSummary:
     errors: int
     served_by: dict[str, int]
     error_samples: list[str]
-    traffic_left_seconds: dict[str, float]
+    # Per stopped task: how long after its stop it still got a new request
+    # (None: it got none).
+    traffic_left_seconds: dict[str, float | None]
     restarted: int
     duration_seconds: float
     gateway_url: str
+    trace: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,6 +99,7 @@ class DemoSummary:
             "restarted": self.restarted,
             "duration_seconds": round(self.duration_seconds, 1),
             "gateway_url": self.gateway_url,
+            "trace": self.trace,
         }
 
 
@@ -121,25 +127,42 @@ async def run_demo(
     """Run the whole script and return its summary (never raises for a failed call)."""
     state = DemoState()
     notify = on_update or (lambda _s: None)
-    run_dir = options.run_dir or Path(tempfile.mkdtemp(prefix="ecsgrpc-demo-"))
     stops: dict[str, float] = {}
 
     def on_event(event: TaskEvent) -> None:
         short = event.task.short_id
-        state.events.append(f"{time.monotonic() - state.started:5.1f}s {short} {event.kind.value}")
+        what = event.kind.value
+        if event.kind is TaskEventKind.DRAINING and event.task.exit_code is not None:
+            what = "deregistered (its process had died: nothing to drain)"
+        state.events.append(f"{time.monotonic() - state.started:5.1f}s {short} {what}")
         if event.kind in (TaskEventKind.DRAINING, TaskEventKind.KILLED):
             stops.setdefault(event.task.task_id, time.monotonic())
         notify(state)
 
-    with AwsEmulator() as emulator:
+    with contextlib.ExitStack() as stack:
+        run_dir = options.run_dir
+        if run_dir is None:  # removed at the end, whatever happens
+            temporary = tempfile.TemporaryDirectory(
+                prefix="ecsgrpc-demo-", ignore_cleanup_errors=True
+            )
+            run_dir = Path(stack.enter_context(temporary))
+        emulator = stack.enter_context(AwsEmulator())
         _point_sdk_at(emulator)
         definition = TaskDefinition(
-            drain_seconds=1.5, grace_seconds=5.0, stop_timeout=10.0, event_delay_seconds=0.01
+            drain_seconds=1.0, grace_seconds=5.0, stop_timeout=10.0, event_delay_seconds=0.01
         )
-        runner = TaskRunner(emulator, definition=definition, run_dir=run_dir, replace_crashed=True)
+        # Every task gets an address no earlier task had (as awsvpc gives each a
+        # new ENI), so a replacement never takes over a stopped task's address.
+        runner = TaskRunner(
+            emulator,
+            definition=definition,
+            run_dir=run_dir,
+            replace_crashed=True,
+            fresh_addresses=True,
+        )
         state.runner = runner
         runner.add_listener(on_event)
-        async with runner:
+        async with demo_tracing() as receiver, runner:
             state.phase = f"starting {options.agents} agent tasks"
             notify(state)
             await runner.start_tasks(options.agents)
@@ -149,16 +172,28 @@ async def run_demo(
                 traffic = Traffic(url, workers=options.workers)
                 state.traffic = traffic
                 traffic.start()
+                # The live view keeps counting whatever the script waits for.
+                ticker = asyncio.create_task(_tick(state, notify))
                 try:
                     await _script(options, runner, state, notify)
                 finally:
+                    ticker.cancel()
                     await traffic.stop()
                 summary = _summarise(traffic, stops, state, url)
+                if receiver is not None:
+                    await asyncio.sleep(0.5)  # the agents' batch exporters (200 ms)
+                    summary = dataclasses.replace(summary, trace=pick_trace(receiver))
                 if options.keep_running:
                     state.phase = "keep-running: press Ctrl-C to stop"
                     notify(state)
                     await _wait_forever()
     return summary
+
+
+async def _tick(state: DemoState, notify: Callable[[DemoState], None]) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        notify(state)
 
 
 async def _script(
@@ -223,10 +258,10 @@ def _summarise(
     traffic: Traffic, stops: dict[str, float], state: DemoState, url: str
 ) -> DemoSummary:
     outcomes = traffic.outcomes
-    left: dict[str, float] = {}
+    left: dict[str, float | None] = {}
     for task_id, stopped_at in stops.items():
         later = [o.started for o in outcomes if o.served_by == task_id and o.started >= stopped_at]
-        left[task_id[:8]] = round(max(later) - stopped_at, 3) if later else 0.0
+        left[task_id[:8]] = round(max(later) - stopped_at, 3) if later else None
     errors = [o for o in outcomes if o.error]
     return DemoSummary(
         requests=len(outcomes),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from rich.console import Group
 from rich.panel import Panel
@@ -11,8 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ecsgrpc_apps.demo.run import DemoState, DemoSummary
+from ecsgrpc_apps.local.states import TaskState
 
-__all__ = ["render", "render_summary"]
+__all__ = ["describe_trace", "render", "render_summary"]
+
+_LEAVING = (TaskState.DEACTIVATING, TaskState.STOPPING)
 
 
 def render(state: DemoState) -> Group:
@@ -46,25 +50,62 @@ def _endpoints(state: DemoState) -> Table:
     for column in ("task", "address", "zone", "state", "health", "in flight", "served"):
         table.add_column(column)
     served: Counter[str] = state.traffic.served_by() if state.traffic else Counter()
-    tasks = {t.address: t for t in (state.runner.all_tasks if state.runner else [])}
+    all_tasks = state.runner.all_tasks if state.runner else []
+    tasks = {t.address: t for t in all_tasks}
     statuses = state.client.channel.endpoints() if state.client else ()
     for status in statuses:
         task = tasks.get(status.address)
         task_id = task.task_id if task else (status.instance_id or "?")
-        style = "green" if status.pickable else ("yellow" if status.draining else "red")
+        crashed = task is not None and task.exited_by_itself
+        draining = status.draining and not crashed
+        style = "green" if status.pickable else ("yellow" if draining else "red")
+        label = status.state + (" (draining)" if draining else "") + (" (died)" if crashed else "")
         table.add_row(
             task_id[:8],
             status.address,
             status.zone or "-",
-            Text(status.state + (" (draining)" if status.draining else ""), style=style),
+            Text(label, style=style),
             status.health,
             str(status.in_flight),
             str(served.get(task_id, 0)),
         )
+    # Tasks on their way out that discovery no longer lists: still finishing calls.
+    listed = {status.address for status in statuses}
+    for task in all_tasks:
+        if task.address in listed or task.state not in _LEAVING or task.exited_by_itself:
+            continue
+        table.add_row(
+            task.task_id[:8],
+            task.address,
+            task.zone or "-",
+            Text("draining (deregistered, finishing its calls)", style="yellow"),
+            "-",
+            "-",
+            str(served.get(task.task_id, 0)),
+        )
     return table
 
 
-def render_summary(summary: DemoSummary) -> Table:
+def describe_trace(trace: dict[str, Any]) -> str:
+    """One line per span, indented by depth: service, name, duration, attempts."""
+    depth: dict[str | None, int] = {}
+    lines = []
+    for span in trace["spans"]:
+        level = depth.get(span["parent_span_id"], -1) + 1
+        depth[span["span_id"]] = level
+        line = f"{'  ' * level}{span['service']}: {span['name']} ({span['duration_ms']:.1f} ms)"
+        for event in span["events"]:
+            attrs = event["attributes"]
+            if event["name"] == "attempt":
+                line += f"; attempt {attrs.get('ecsgrpc.attempt')} -> {attrs.get('server.address')}"
+                line += f":{attrs.get('server.port')}"
+                if "ecsgrpc.retry.reason" in attrs:
+                    line += f" (retry after {attrs['ecsgrpc.retry.reason']})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def render_summary(summary: DemoSummary) -> Group:
     table = Table(title="demo summary", show_header=False)
     table.add_row("requests", str(summary.requests))
     table.add_row("errors", Text(str(summary.errors), style="red" if summary.errors else "green"))
@@ -72,11 +113,17 @@ def render_summary(summary: DemoSummary) -> Table:
         share = count / max(summary.requests, 1)
         table.add_row(f"served by {agent}", f"{count} ({share:.0%})")
     for agent, seconds in summary.traffic_left_seconds.items():
-        table.add_row(f"traffic left {agent} after its stop", f"{seconds:.3f} s")
+        table.add_row(
+            f"traffic to {agent} after its stop",
+            "none" if seconds is None else f"last new request {seconds:.3f} s later",
+        )
     for sample in summary.error_samples:
         table.add_row("error", sample)
     table.add_row(
         "restarted (agent died mid-stream; redone elsewhere, client told)", str(summary.restarted)
     )
     table.add_row("duration", f"{summary.duration_seconds:.0f} s")
-    return table
+    if summary.trace is None:
+        return Group(table)
+    title = f"one conversation's trace ({summary.trace['trace_id']})"
+    return Group(table, Panel(describe_trace(summary.trace), title=title, expand=False))

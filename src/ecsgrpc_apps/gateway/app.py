@@ -2,7 +2,12 @@
 
 Routes: ``POST /v1/conversations`` (SSE or JSON), ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics``, ``GET /debug/endpoints``, the chat page at
-``/``, and the OpenAPI document at ``/openapi.json`` (``/docs`` renders it).
+``/``, and the OpenAPI document at ``/openapi.json`` (``/docs`` renders it
+when ``GATEWAY_DOCS`` is on: its viewer loads assets from a CDN).
+
+Every request enters through :class:`~ecsgrpc_apps.gateway.front.Front`
+(:class:`GatewayApp` calls it first): it serves ``POST /v1/conversations``
+itself, with admission control, and hands the rest to FastAPI.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from ecsgrpc.metrics import gateway_metrics
 from ecsgrpc_apps.gateway.conversations import Conversations
 from ecsgrpc_apps.gateway.errors import error_responses, install_handlers
-from ecsgrpc_apps.gateway.instrument import RequestMetrics
+from ecsgrpc_apps.gateway.front import Front
+from ecsgrpc_apps.gateway.instrument import RequestMetrics, overload_metrics
 from ecsgrpc_apps.gateway.lifecycle import GatewayState, Lifecycle
-from ecsgrpc_apps.gateway.limits import JsonBodyLimits
+from ecsgrpc_apps.gateway.limiter import AdaptiveLimit, LagMonitor, LimitConfig
 from ecsgrpc_apps.gateway.models import (
     ConversationIn,
     ConversationReply,
@@ -32,10 +39,28 @@ from ecsgrpc_apps.gateway.models import (
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.workflow.client import WorkflowClient
 
-__all__ = ["CONVERSATIONS_PATH", "create_app"]
+__all__ = ["CONVERSATIONS_PATH", "GatewayApp", "create_app"]
 
 CONVERSATIONS_PATH = "/v1/conversations"
 _PATHS = frozenset({CONVERSATIONS_PATH, "/healthz", "/readyz", "/metrics", "/debug/endpoints", "/"})
+
+
+class GatewayApp(FastAPI):
+    """The FastAPI app whose requests all start in its :class:`Front` (``front``)."""
+
+    front: Front
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def app_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own handling (what :class:`Front` passes other requests to)."""
+        await super().__call__(scope, receive, send)
+
+
 _PAGE_SECURITY = {
     "Content-Security-Policy": "default-src 'self'; connect-src 'self'; object-src 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -50,6 +75,17 @@ _SSE_EXAMPLE = (
     'event: done\ndata: {"conversation_id":"c-1","reply":"hello","served_by":"agent-a",'
     '"events":3}\n\n'
 )
+
+
+_TIMEOUT_HEADER = {
+    "name": "X-Request-Timeout",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+    "description": "The request's deadline in seconds (at most GATEWAY_REQUEST_TIMEOUT_SECONDS, "
+    "the default); it is the agent call's deadline, and work whose deadline passed before "
+    "it started is not sent to an agent (504).",
+}
 
 
 def _static(name: str) -> bytes:
@@ -75,7 +111,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     lifecycle: Lifecycle | None = None,
     close_client: bool = True,
-) -> FastAPI:
+) -> GatewayApp:
     """The gateway app over ``client`` (whose channel should report to ``registry``).
 
     The lifespan starts the client's discovery and, when ``close_client``, closes
@@ -91,26 +127,48 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client.channel.get_state(try_to_connect=True)  # start discovery now, not on first call
+        assert isinstance(app, GatewayApp)
+        lag = LagMonitor(app.front.limiter)
+        lag.start()
         lifecycle.move(GatewayState.SERVING)
         try:
             yield
         finally:
+            lag.stop()
             lifecycle.stop()
             if close_client:
                 await client.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="ecsgrpc API Gateway",
         version="1",
         summary="HTTP face of the Workflow Agents, balanced by ecsgrpc.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (HTTP server spans and metrics, global
+        # providers; inert without the otel extra's SDK). No per-operation spans:
+        # the balanced channel's call span is the HTTP span's child.
+        telemetry={"operation_spans": False},
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
     )
     install_handlers(app)
     _add_routes(app, conversations, lifecycle, registry)
-    app.add_middleware(
-        JsonBodyLimits, paths=frozenset({CONVERSATIONS_PATH}), max_bytes=settings.max_body_bytes
-    )
     app.add_middleware(RequestMetrics, metrics=metrics, paths=_PATHS)
+    limiter = AdaptiveLimit(
+        LimitConfig(
+            max_limit=settings.max_concurrency,
+            min_limit=min(settings.min_concurrency, settings.max_concurrency),
+            initial_limit=min(32, settings.max_concurrency),
+            adaptive=settings.adaptive_concurrency,
+        )
+    )
+    app.front = Front(
+        app.app_call,
+        conversations=conversations,
+        limiter=limiter,
+        metrics=metrics,
+        overload=overload_metrics(registry),
+    )
     return app
 
 
@@ -128,8 +186,11 @@ def _add_routes(
         responses=_conversation_responses(),
         summary="Run a conversation turn on a Workflow Agent",
         tags=["conversations"],
+        openapi_extra={"parameters": [_TIMEOUT_HEADER]},
     )
     async def post_conversation(request: Request, body: ConversationIn) -> Response:
+        # The gateway's Front serves this route (front.py); this declares it for
+        # OpenAPI and serves it when the app is called without its Front.
         return await conversations.handle(request, body)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is alive")
@@ -185,6 +246,8 @@ def _add_page(app: FastAPI) -> None:
         "/": ("index.html", "text/html; charset=utf-8"),
         "/app.js": ("app.js", "text/javascript; charset=utf-8"),
         "/app.css": ("app.css", "text/css; charset=utf-8"),
+        "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+        "/favicon.ico": ("favicon.svg", "image/svg+xml"),
     }
     for path, (name, media_type) in files.items():
         app.add_api_route(

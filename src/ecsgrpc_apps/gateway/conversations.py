@@ -19,17 +19,26 @@ from typing import Any
 import grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from ecsgrpc.errors import EcsGrpcError, StreamInterrupted
 from ecsgrpc.metrics import GatewayMetrics
 from ecsgrpc_apps.gateway.errors import ApiError, from_grpc
+from ecsgrpc_apps.gateway.limiter import AdaptiveLimit
 from ecsgrpc_apps.gateway.models import ConversationIn, ConversationReply, DoneEvent, EventOut
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.gateway.sse import ClientGone, DisconnectWatcher, EventStreamResponse, sse_frame
 from ecsgrpc_apps.workflow import pb2, workflow_stub
 from ecsgrpc_apps.workflow.client import WorkflowClient, build_request
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "Conversations", "ReplyAssembler", "event_out", "wants_sse"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "Admission",
+    "Conversations",
+    "ReplyAssembler",
+    "event_out",
+    "wants_sse",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +162,14 @@ class Conversations:
         if channel.ready_count == 0:
             wait = min(self.settings.endpoint_wait_seconds, deadline - time.monotonic())
             await channel.channel_ready(timeout=max(wait, 0.001))
-        left = max(deadline - time.monotonic(), 0.001)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ApiError(
+                504,
+                "deadline_exceeded",
+                "the request's deadline passed while it waited for an agent; "
+                "it was not sent to one",
+            )
         call = self._stub.ProcessConversation(request, timeout=left, wait_for_ready=False)
         try:
             async for event in call:
@@ -256,31 +272,87 @@ class Conversations:
                 f"{self.settings.max_messages}",
             )
 
-    async def handle(self, request: Request, body: ConversationIn) -> Response:
+    async def run(
+        self,
+        body: ConversationIn,
+        *,
+        sse: bool,
+        receive: Receive,
+        deadline: float,
+        admission: Admission | None = None,
+    ) -> Response | None:
         """Answer one conversation as SSE or JSON (see the module docstring).
 
-        Raises ApiError for a request or upstream failure before any output.
+        ``deadline`` is monotonic; ``receive`` is the request's ASGI channel
+        after its body was read (it then only reports a disconnect).
+        ``admission`` is told when the first event arrived. Returns None when
+        the client left before the answer; raises ApiError for a request or
+        upstream failure before any output.
         """
         self._check(body)
         cid = body.conversation_id or uuid.uuid4().hex
         messages = [m.model_dump() for m in body.messages]
         upstream = build_request(cid, messages, body.metadata)
-        deadline = time.monotonic() + self.settings.request_timeout_seconds
         restart = Restart(lambda: self._upstream(upstream, deadline), self.metrics)
         events = restart.again()
         assembler = ReplyAssembler(cid)
-        watcher = DisconnectWatcher(request.receive)
+        watcher = DisconnectWatcher(receive)
         handed_over = False
         try:
             first = await watcher.run(self._first(events))
-            if wants_sse(request.headers.get("accept")):
+            if admission is not None:
+                admission.first_event(done=sse)
+            if sse:
                 handed_over = True
-                return EventStreamResponse(self._frames(first, events, assembler, restart), watcher)
+                return EventStreamResponse(
+                    self._frames(first, events, assembler, restart),
+                    watcher,
+                    heartbeat_seconds=self.settings.sse_heartbeat_seconds,
+                )
             reply = await watcher.run(self._collect(first, events, assembler, restart))
         except ClientGone:
             log.info("client left conversation %s; upstream call cancelled", cid)
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
+            return None
         finally:
             if not handed_over:
                 await watcher.close()
         return JSONResponse(reply.model_dump(mode="json"))
+
+    async def handle(self, request: Request, body: ConversationIn) -> Response:
+        """The FastAPI route's way in (the gateway's :class:`Front` calls :meth:`run`)."""
+        deadline = time.monotonic() + self.settings.request_timeout_seconds
+        response = await self.run(
+            body,
+            sse=wants_sse(request.headers.get("accept")),
+            receive=request.receive,
+            deadline=deadline,
+        )
+        return Response(status_code=CLIENT_CLOSED_REQUEST) if response is None else response
+
+
+class Admission:
+    """One admitted conversation's place under the :class:`AdaptiveLimit`.
+
+    It leaves the limit at its first event when that ends its working phase
+    (SSE), else at :meth:`release` (the end of the request); the time from
+    admission to the first event is the limiter's latency sample.
+    """
+
+    __slots__ = ("_latency", "_limiter", "_released", "admitted_at")
+
+    def __init__(self, limiter: AdaptiveLimit, admitted_at: float) -> None:
+        self._limiter = limiter
+        self.admitted_at = admitted_at
+        self._latency: float | None = None
+        self._released = False
+
+    def first_event(self, *, done: bool) -> None:
+        self._latency = time.monotonic() - self.admitted_at
+        if done:
+            self.release()
+
+    def release(self) -> None:
+        """Leave the limit (once; later calls do nothing)."""
+        if not self._released:
+            self._released = True
+            self._limiter.release(self._latency)

@@ -27,6 +27,7 @@ __all__ = [
     "error_responses",
     "from_grpc",
     "install_handlers",
+    "problems_from",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,22 @@ def from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
     return ApiError(status, code.name.lower(), message, headers=headers)
 
 
-def _problem(err: Mapping[str, Any]) -> Problem:
-    location = ".".join(str(p) for p in err.get("loc", ())) or "body"
+def _problem(err: Mapping[str, Any], prefix: tuple[str, ...]) -> Problem:
+    location = ".".join(str(p) for p in (*prefix, *err.get("loc", ()))) or "body"
     message = str(err.get("msg", "invalid value"))
     if err.get("type") == "missing" and location == "body":
         message = "a JSON object is required"
+    elif err.get("type") == "value_error":
+        # Our own validators' words, without pydantic's "Value error, " prefix.
+        message = str((err.get("ctx") or {}).get("error", message))
     return Problem(location=location, message=message)
+
+
+def problems_from(
+    errors: Iterable[Mapping[str, Any]], prefix: tuple[str, ...] = ("body",)
+) -> list[Problem]:
+    """One Problem per pydantic error, located from ``body`` (``body.messages.0.role``)."""
+    return [_problem(err, prefix) for err in errors]
 
 
 def from_validation(exc: RequestValidationError) -> ApiError:
@@ -119,7 +130,7 @@ def from_validation(exc: RequestValidationError) -> ApiError:
             loc = err.get("loc", ())
             where = f" at character {loc[1]}" if len(loc) > 1 else ""
             return ApiError(400, "bad_json", f"the body is not valid JSON: {reason}{where}")
-    problems = [_problem(err) for err in errors]
+    problems = problems_from(errors, ())
     summary = "; ".join(f"{p.location}: {p.message}" for p in problems)
     return ApiError(422, "invalid_request", f"invalid request: {summary}", problems=problems)
 
@@ -161,8 +172,10 @@ _DESCRIPTIONS = {
     422: "The body is JSON but not a valid conversation (each problem is listed).",
     429: "The agent is out of a resource, e.g. the message is too large (RESOURCE_EXHAUSTED).",
     502: "The agent failed with another gRPC status.",
-    503: "No Workflow Agent is ready (or the agent answered UNAVAILABLE).",
-    504: "The per-request deadline (GATEWAY_REQUEST_TIMEOUT_SECONDS) passed (DEADLINE_EXCEEDED).",
+    503: "The gateway is at its concurrency limit (`overloaded`, refused before the body is "
+    "read), no Workflow Agent is ready, or the agent answered UNAVAILABLE; with Retry-After.",
+    504: "The request's deadline (X-Request-Timeout, at most GATEWAY_REQUEST_TIMEOUT_SECONDS) "
+    "passed: before the agent call started (never sent), or during it (DEADLINE_EXCEEDED).",
 }
 
 

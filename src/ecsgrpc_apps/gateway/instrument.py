@@ -7,12 +7,15 @@ raw path, so a scan of random URLs cannot blow up the label set.
 from __future__ import annotations
 
 import time
+import weakref
+from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecsgrpc.metrics import GatewayMetrics
 
-__all__ = ["RequestMetrics"]
+__all__ = ["OverloadMetrics", "RequestMetrics", "overload_metrics"]
 
 
 class RequestMetrics:
@@ -53,3 +56,57 @@ class RequestMetrics:
             route, method = self._route(scope), scope["method"]
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.duration.labels(route, method).observe(time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class OverloadMetrics:
+    """What the gateway refused and why, and its limits (``ecsgrpc_gateway_*``).
+
+    ``refusals`` reasons: ``concurrency`` (503, the adaptive limit), ``deadline``
+    (504, expired before it started), ``connections`` (503, the connection
+    cap), ``head_too_large`` / ``too_many_headers`` (431), ``head_timeout`` (408).
+    """
+
+    refusals: Counter
+    limit: Gauge
+    working: Gauge
+    connections: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> OverloadMetrics:
+        return cls(
+            refusals=Counter(
+                "ecsgrpc_gateway_refusals_total",
+                "Requests and connections refused by the gateway itself, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            limit=Gauge(
+                "ecsgrpc_gateway_concurrency_limit",
+                "The adaptive concurrency limit now.",
+                registry=registry,
+            ),
+            working=Gauge(
+                "ecsgrpc_gateway_conversations_working",
+                "Conversations in their working phase (counted against the limit).",
+                registry=registry,
+            ),
+            connections=Gauge(
+                "ecsgrpc_gateway_connections",
+                "Open HTTP connections.",
+                registry=registry,
+            ),
+        )
+
+
+_overload: weakref.WeakKeyDictionary[CollectorRegistry, OverloadMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def overload_metrics(registry: CollectorRegistry) -> OverloadMetrics:
+    """The gateway's overload instruments on ``registry`` (the same ones on every call)."""
+    found = _overload.get(registry)
+    if found is None:
+        found = _overload[registry] = OverloadMetrics.create(registry)
+    return found

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import logging
 import signal
 import socket
@@ -98,8 +99,10 @@ class GatewayServer(uvicorn.Server):
         lifecycle: Lifecycle,
         drain_seconds: float,
         install_signals: bool = True,
+        freeze_gc: bool = False,
     ) -> None:
         super().__init__(config)
+        self.freeze_gc = freeze_gc
         self.lifecycle = lifecycle
         self.install_signals = install_signals
         self.drain_seconds = drain_seconds
@@ -122,6 +125,12 @@ class GatewayServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.freeze_gc:
+            # What exists after start (modules, the app, its routes) lives for the
+            # process: keep it out of the collector's work, so full collections under
+            # load stay short (they took up to 76 ms here before).
+            gc.collect()
+            gc.freeze()
         for address in self.addresses():
             log.info("gateway serving on http://%s", address)
 

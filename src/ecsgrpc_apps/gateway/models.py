@@ -138,5 +138,8 @@ class EndpointOut(BaseModel):
     health: str
     in_flight: int
     ejected: bool
+    stalled: bool = Field(
+        False, description="Set aside for silence: owing answers while other agents answer."
+    )
     draining: bool
     pickable: bool

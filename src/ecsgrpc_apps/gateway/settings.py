@@ -44,6 +44,56 @@ class GatewaySettings(BaseSettings):
         le=300,
         description="After the drain: time for in-flight requests and streams to finish.",
     )
+    sse_heartbeat_seconds: float = Field(
+        15.0,
+        ge=0,
+        le=3600,
+        description="SSE: a `: keep-alive` comment after this long without an event (0: off).",
+    )
+    max_concurrency: int = Field(
+        256,
+        ge=1,
+        description="Ceiling of the adaptive concurrency limit: conversations in their working "
+        "phase (JSON: until the reply; SSE: until the first event). Above the limit: 503.",
+    )
+    min_concurrency: int = Field(4, ge=1, description="Floor of the adaptive concurrency limit.")
+    adaptive_concurrency: bool = Field(
+        True,
+        description="Adapt the limit to latency (a gradient limiter); off: fixed at "
+        "GATEWAY_MAX_CONCURRENCY.",
+    )
+    max_connections: int = Field(
+        8192,
+        ge=1,
+        description="Open HTTP connections at most (also kept below the open-files limit); "
+        "a connection above it gets 503 and is closed.",
+    )
+    max_header_count: int = Field(
+        100, ge=1, le=10_000, description="Header fields per request at most (431 above)."
+    )
+    max_head_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Request line + headers, bytes at most (431 above), however they arrive.",
+    )
+    head_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Time to send a request's line and headers (408 and close after it).",
+    )
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, le=3600, description="An idle keep-alive connection is closed after this."
+    )
+    reuse_port: bool = Field(
+        False,
+        description="Bind with SO_REUSEPORT, so several gateway processes share one port "
+        "and the kernel spreads connections over them (one process per core).",
+    )
+    docs: bool = Field(
+        False, description="Serve the interactive API docs at /docs (loads assets from a CDN)."
+    )
     restart_interrupted: bool = Field(
         True,
         description=(

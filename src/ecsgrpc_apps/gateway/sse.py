@@ -3,6 +3,11 @@
 Wire format (https://html.spec.whatwg.org/multipage/server-sent-events.html):
 each agent event is ``id: SEQUENCE`` + ``data: {json}``; a successful stream
 ends with ``event: done``, a failed one with ``event: error`` (an ErrorBody).
+
+While the agent is silent, a comment line (``: keep-alive``) is sent every
+``heartbeat_seconds`` (default 15): SSE clients ignore comments, and proxies
+and load balancers that close idle connections (the ALB's default idle
+timeout is 60 s, nginx's ``proxy_read_timeout`` 60 s) see traffic.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["ClientGone", "DisconnectWatcher", "EventStreamResponse", "sse_frame"]
+__all__ = ["HEARTBEAT", "ClientGone", "DisconnectWatcher", "EventStreamResponse", "sse_frame"]
+
+HEARTBEAT = b": keep-alive\n\n"
 
 _T = TypeVar("_T")
 
@@ -91,25 +98,72 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncIterator[bytes], watcher: DisconnectWatcher) -> None:
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        watcher: DisconnectWatcher,
+        *,
+        heartbeat_seconds: float = 15.0,
+    ) -> None:
         # Response.__init__ would add a Content-Length; this response has none.
         self.frames = frames
         self.watcher = watcher
+        self.heartbeat_seconds = heartbeat_seconds
         self.status_code = 200
         self.background = None
         self.raw_headers = list(SSE_HEADERS)
         self.client_gone = False
+        self._last_sent = 0.0
+        self._sending = False
 
     async def _pump(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
         async for frame in self.frames:
+            self._sending = True
             await send({"type": "http.response.body", "body": frame, "more_body": True})
+            self._sending = False
+            self._last_sent = loop.time()
+        self._sending = True  # no heartbeat after the last message
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _heartbeats(self, send: Send) -> None:
+        """A comment whenever nothing was sent for ``heartbeat_seconds``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = self._last_sent + self.heartbeat_seconds
+            if loop.time() < due or self._sending:
+                await asyncio.sleep(max(due - loop.time(), 0.01))
+                continue
+            self._sending = True
+            try:
+                await send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+            finally:
+                self._sending = False
+            self._last_sent = loop.time()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        beats: list[asyncio.Task[None]] = []
+        # A timer, not a task, until the first heartbeat is due: short streams pay ~nothing.
+        timer = (
+            loop.call_later(
+                self.heartbeat_seconds,
+                lambda: beats.append(loop.create_task(self._heartbeats(send))),
+            )
+            if self.heartbeat_seconds > 0
+            else None
+        )
         try:
             await self.watcher.run(self._pump(send))
         except ClientGone:
             self.client_gone = True
         finally:
+            if timer is not None:
+                timer.cancel()
+            for task in beats:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             await self.watcher.close()

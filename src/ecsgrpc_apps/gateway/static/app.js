@@ -32,7 +32,8 @@ function takeFrames(buffer) {
       if (field === "event") frame.event = value;
       else if (field === "data") frame.data.push(value);
     }
-    frames.push({ event: frame.event, data: frame.data.join("\n") });
+    // A frame without data (the gateway's ": keep-alive" heartbeat) is not an event.
+    if (frame.data.length) frames.push({ event: frame.event, data: frame.data.join("\n") });
   }
   return [frames, buffer];
 }
@@ -125,7 +126,7 @@ async function refreshEndpoints() {
       row.className = e.pickable ? "pickable" : "unpickable";
       row.dataset.address = e.address;
       for (const key of ["address", "instance_id", "zone", "state", "health", "in_flight",
-                         "ejected", "draining", "pickable"]) cell(row, e[key]);
+                         "ejected", "stalled", "draining", "pickable"]) cell(row, e[key]);
       body.appendChild(row);
     }
   } catch (e) { /* the gateway is restarting: try again on the next tick */ }
@@ -141,11 +142,24 @@ async function refreshEndpoints() {
 $("form").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("message").value.trim();
-  if (!text) return;
+  if (!text) {
+    showError("Type a message first: an empty message has nothing for the agent to answer.");
+    $("message").focus();
+    return;
+  }
+  if ($("send").disabled) return;
   $("send").disabled = true;
   send(text)
     .catch((e) => { showError(String(e)); setStatus("failed"); })
     .finally(() => { $("send").disabled = false; });
+});
+
+// Enter sends; Shift+Enter starts a new line.
+$("message").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("form").requestSubmit();
+  }
 });
 
 refreshEndpoints();

@@ -1,0 +1,230 @@
+"""The router: what a call asks of its channel, and nothing more.
+
+A call (``calls.py``) talks only to a :class:`Router`. The router owns
+
+* picking and waiting: an endpoint for each attempt, waiting (up to the
+  call's deadline, or ``connect_timeout`` without one) while none is ready,
+  unless the caller asked not to wait (``wait_for_ready=False``);
+* the retry policy and budget: whether a failed, uncommitted attempt may be
+  retried, and after what pause (gRFC A6's backoff; the budget caps retries
+  to a share of recent calls);
+* the attempt deadline (:meth:`Router.attempt_timeout`): today the time left
+  of the call's deadline; a per-attempt cap for idempotent methods plugs in
+  here without touching the calls;
+* call metrics: calls in flight (a plain counter, read by the gauge only when
+  Prometheus scrapes), duration and failures per method and code, retries.
+
+It knows nothing of call objects, so ``calls.py`` does not import the channel
+and the channel only builds a router and hands it to its multicallables.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ecsgrpc.balancing.balancer import Balancer
+from ecsgrpc.balancing.retry import RetryBudget, RetryPolicy, backoff_seconds, jitter
+from ecsgrpc.balancing.subchannel import Subchannel
+from ecsgrpc.errors import NoEndpointAvailable
+from ecsgrpc.metrics import ClientMetrics
+
+if TYPE_CHECKING:
+    from ecsgrpc.telemetry.client import ClientTelemetry
+
+__all__ = ["Router"]
+
+_OK = grpc.StatusCode.OK
+
+
+class _InFlight:
+    """Sum of the in-flight counts of every router of one target on one registry.
+
+    The gauge reads it only when scraped (``set_function``), so a call pays
+    two integer operations instead of two locked gauge updates.
+    """
+
+    def __init__(self) -> None:
+        self.routers: weakref.WeakSet[Router] = weakref.WeakSet()
+
+    def __call__(self) -> float:
+        return float(sum(r.in_flight for r in list(self.routers)))
+
+
+_in_flight_sums: weakref.WeakKeyDictionary[Any, dict[str, _InFlight]] = weakref.WeakKeyDictionary()
+
+
+def _register_in_flight(router: Router, metrics: ClientMetrics, target: str) -> None:
+    per_target = _in_flight_sums.setdefault(metrics, {})
+    found = per_target.get(target)
+    if found is None:
+        found = per_target[target] = _InFlight()
+        metrics.in_flight.labels(target).set_function(found)
+    found.routers.add(router)
+
+
+class Router:
+    """Picks, waits, decides retries and keeps call metrics for one channel.
+
+    One event loop; not thread-safe. Every method but :meth:`pick` and
+    :meth:`wait_for_change` is synchronous and cheap: they sit on the per-call path.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_balancer",
+        "_budget",
+        "_connect_timeout",
+        "_describe",
+        "_durations",
+        "_idempotent",
+        "_metrics",
+        "_policy",
+        "_start",
+        "answered",
+        "done",
+        "in_flight",
+        "target",
+        "telemetry",
+    )
+
+    def __init__(
+        self,
+        *,
+        balancer: Balancer,
+        target: str,
+        policy: RetryPolicy,
+        idempotent: Collection[str],
+        metrics: ClientMetrics,
+        connect_timeout: float,
+        start: Callable[[], None],
+        describe: Callable[[], str],
+        telemetry: ClientTelemetry | None = None,
+    ) -> None:
+        self._balancer = balancer
+        self.target = target
+        self._policy = policy
+        self._budget = RetryBudget.from_policy(policy)
+        self._idempotent = frozenset(idempotent)
+        self._metrics = metrics
+        self._connect_timeout = connect_timeout
+        self._start = start
+        self._describe = describe
+        self._durations: dict[tuple[str, int], Any] = {}
+        self.in_flight = 0
+        # OpenTelemetry for each call (None: off); see ecsgrpc.telemetry.
+        self.telemetry = telemetry
+        # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
+        # per attempt. The balancer's own method (one call less per attempt).
+        self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
+        # answered(sub): a response message of an attempt on ``sub`` arrived
+        # (progress, for silence detection).
+        self.answered: Callable[[Subchannel], None] = balancer.answered
+        _register_in_flight(self, metrics, target)
+
+    # Picking and waiting.
+    def pick_now(self, tried: Collection[str]) -> Subchannel | None:
+        """An endpoint for an attempt if one is ready now (its in-flight count taken)."""
+        sub = self._balancer.picker.pick(tried)
+        if sub is not None:
+            sub.in_flight += 1
+        return sub
+
+    async def pick(
+        self, tried: Collection[str], deadline: float | None, wait_for_ready: bool | None
+    ) -> Subchannel:
+        """An endpoint for an attempt, waiting for one unless ``wait_for_ready`` is False.
+
+        Raises NoEndpointAvailable: UNAVAILABLE (fail fast, or ``connect_timeout``
+        passed without a deadline) or DEADLINE_EXCEEDED (the deadline passed).
+        """
+        self._start()
+        while True:
+            sub = self.pick_now(tried)
+            if sub is not None:
+                return sub
+            if wait_for_ready is False:
+                raise NoEndpointAvailable(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"no ready endpoint for {self.target} ({self._describe()})",
+                )
+            await self.wait_for_change(deadline)
+
+    async def wait_for_change(self, deadline: float | None) -> None:
+        """Wait until the picker changes; NoEndpointAvailable when time runs out."""
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + self._connect_timeout
+            code = grpc.StatusCode.UNAVAILABLE
+        else:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+        started = now
+        balancer = self._balancer
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NoEndpointAvailable(
+                    code,
+                    f"no ready endpoint for {self.target} after "
+                    f"{time.monotonic() - started:.2f}s ({self._describe()})",
+                )
+            before = balancer.picker
+            await balancer.wait_for_change(left)
+            if balancer.picker is not before:
+                return
+
+    # Deadlines and retries.
+    def attempt_timeout(
+        self, method: str, deadline: float | None, single_response: bool = False
+    ) -> float | None:
+        """The timeout to give one attempt of ``method``: what is left of the call's
+        deadline (None: no deadline), capped by the policy's ``per_attempt_timeout``
+        for idempotent methods with a single response (gRFC A6)."""
+        left = None if deadline is None else deadline - time.monotonic()
+        cap = self._policy.per_attempt_timeout
+        if cap is None or not single_response or method not in self._idempotent:
+            return left
+        return cap if left is None else min(left, cap)
+
+    def retry_pause(
+        self, method: str, attempts: int, code: grpc.StatusCode, deadline: float | None
+    ) -> float | None:
+        """After attempt number ``attempts`` of an uncommitted call failed with ``code``:
+        the pause before the next attempt, or None for no retry.
+
+        Only for calls that have not committed (the caller saw nothing of the
+        attempt); spends one token of the retry budget when it says yes.
+        """
+        policy = self._policy
+        if attempts >= policy.max_attempts or not policy.retryable(
+            code, idempotent=method in self._idempotent
+        ):
+            return None
+        pause = backoff_seconds(policy, attempts + 1, jitter)
+        if deadline is not None and deadline - time.monotonic() <= pause:
+            return None
+        if not self._budget.try_spend():
+            self._metrics.failures.labels(method, "retry_budget_exhausted").inc()
+            return None
+        self._metrics.retries.labels(method).inc()
+        return pause
+
+    # Call metrics.
+    def call_started(self) -> None:
+        self._budget.record_call()
+        self.in_flight += 1
+
+    def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self.in_flight -= 1
+        key = (method, id(code))  # an Enum hashes in Python; id() does not
+        child = self._durations.get(key)
+        if child is None:
+            child = self._metrics.duration.labels(method, code.name)
+            self._durations[key] = child
+        child.observe(seconds)
+        if code is not _OK:
+            self._metrics.failures.labels(method, code.name.lower()).inc()

@@ -1,0 +1,189 @@
+"""Silence detection: an endpoint that owes answers and stays silent while others answer.
+
+A frozen task (CPU starvation, a long GC pause, a stopped process) or a
+black-holed one (its ENI gone, packets dropped without a reset) keeps its
+connection READY and its health Watch silent: neither grpc's connectivity nor
+``grpc.health.v1`` says anything for as long as TCP keeps the connection (20 s
+and more). What does change at once is that the endpoint stops answering. This
+module turns that into a decision, free of I/O (the balancer does the I/O):
+
+* Each endpoint keeps a :class:`Silence`: since when it *owes* an answer (it
+  has attempts in flight, or attempts that ended without one: a deadline, a
+  connection error), when it last *answered* (a response message or a status
+  the server sent), and how long its silences usually last while it owes
+  something (an EWMA that rises fast and decays slowly).
+* :func:`find_stalled` names the endpoints whose current silence is longer
+  than ``max(min_silence_seconds, silence_multiple x usual)`` **while another
+  endpoint answered within that time** (failure accrual relative to the fleet,
+  as Envoy's and Finagle's are: when every endpoint is silent the cause is the
+  client, the network or a fleet-wide slowdown, and ejecting would only lose
+  capacity), and never more than ``max_stalled_percent`` of the endpoints
+  (with outlier ejections; at least one may always be set aside).
+
+A stalled endpoint takes no new calls; its calls in flight are left alone
+(they may still finish: a pause ends). The balancer probes it
+(``grpc.health.v1`` Check, ``probe_timeout_seconds``) every
+``probe_interval_seconds``; the first answer returns it to the picker. When a
+stall lasts ``reconnect_after_seconds`` the balancer also opens a fresh
+connection to it (and again every ``reconnect_after_seconds`` while it stays
+silent): after a black hole ends, the old connection only resumes at TCP's
+next retransmission, which backs off exponentially (on Linux, ~10 s after a
+15 s outage), while a new connection's SYN goes out at once.
+
+Why these defaults (docs/architecture.md, "Silent failures"):
+
+* ``min_silence_seconds = 1.0``: the goal is no new call to a silent task
+  later than 2 s after it goes silent; 1 s of silence plus a check every
+  0.1 s leaves room for a loaded client's event loop. Ordinary calls on a
+  healthy task answer in milliseconds, and a 20x slower task (100 ms between
+  stream events) stays far below it.
+* ``silence_multiple = 10``: an endpoint whose usual silences are long
+  (streams with long pauses, slow methods) is judged by its own history, so
+  a task that is merely slow is never set aside; 10x its usual is well past
+  a normal tail. The usual silence learns slowly and counts a gap only up to
+  the floor (or what an excused stall taught it), so a loaded client's own
+  event-loop stall, which makes every endpoint look silent, barely moves it.
+* A false stall costs little: the endpoint is set aside only until it answers
+  one probe (a few milliseconds when it is alive), and no call is cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Member", "Silence", "StallConfig", "find_stalled"]
+
+
+@dataclass(frozen=True, slots=True)
+class StallConfig:
+    """Silence detection settings (see the module docstring for the why of each default)."""
+
+    enabled: bool = True
+    min_silence_seconds: float = 1.0
+    silence_multiple: float = 10.0
+    check_interval_seconds: float = 0.1
+    probe_timeout_seconds: float = 1.0
+    probe_interval_seconds: float = 0.25
+    reconnect_after_seconds: float = 2.0
+    max_stalled_percent: float = 50.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_silence_seconds",
+            "silence_multiple",
+            "check_interval_seconds",
+            "probe_timeout_seconds",
+            "probe_interval_seconds",
+            "reconnect_after_seconds",
+        ):
+            value = getattr(self, name)
+            if not value > 0:
+                from ecsgrpc.errors import ConfigError
+
+                raise ConfigError(f"StallConfig.{name} must be > 0, got {value!r}")
+
+
+# The usual silence moves 5 % of the way toward a longer gap and 2 % toward a
+# shorter one per answer, and a gap counts at most up to the floor: a loaded
+# client's event-loop stall (every endpoint looks silent for a moment) must
+# not lift the limit, so one 1 s hiccup moves it by at most 0.05 s. Gaps
+# longer than the limit are learned through :meth:`Silence.excuse` instead
+# (the endpoint was set aside, answered its probe at once, so it is slow).
+_RISE = 0.05
+_DECAY = 0.02
+
+
+class Silence:
+    """One endpoint's answer bookkeeping. Plain attributes: the call path writes them."""
+
+    __slots__ = ("cap", "last_answer", "owed_since", "usual")
+
+    def __init__(self, cap: float = 1.0) -> None:
+        self.owed_since: float | None = None  # start of the current unanswered demand
+        self.last_answer = 0.0
+        self.usual = 0.0
+        self.cap = cap  # the longest gap counted (the limit's floor)
+
+    def owing(self, now: float) -> None:
+        """Calls are in flight: the endpoint owes an answer from now (if not already)."""
+        if self.owed_since is None:
+            self.owed_since = now
+
+    def answered(self, now: float, in_flight: int) -> None:
+        """The endpoint sent something (a message, a status of its own)."""
+        start = self.owed_since
+        if start is not None:
+            gap = min(now - max(start, self.last_answer), self.cap)
+            usual = self.usual
+            self.usual = usual + (_RISE if gap > usual else _DECAY) * (gap - usual)
+        self.last_answer = now
+        self.owed_since = now if in_flight else None
+
+    def unanswered(self, now: float) -> None:
+        """An attempt ended without an answer (deadline, connection error): still owed."""
+        if self.owed_since is None:
+            self.owed_since = now
+
+    def excuse(self, now: float, in_flight: int, silent: float, config: StallConfig) -> None:
+        """A probe was answered at once although calls were silent ``silent`` s: the
+        endpoint is alive and its calls are merely slow. Learn it (the next limit is
+        at least twice this silence) and start counting afresh."""
+        self.usual = max(self.usual, 2 * silent / config.silence_multiple)
+        self.cap = max(self.cap, 2 * silent)
+        self.reset(now, in_flight)
+
+    def reset(self, now: float, in_flight: int) -> None:
+        """The endpoint answered a probe: count silence afresh, learn nothing."""
+        self.last_answer = now
+        self.owed_since = now if in_flight else None
+
+    def released(self, in_flight: int) -> None:
+        """The caller cancelled: nothing is owed for that call."""
+        if in_flight == 0:
+            self.owed_since = None
+
+    def silent_for(self, now: float) -> float:
+        """How long the endpoint has owed an answer without one (0 when it owes none)."""
+        if self.owed_since is None:
+            return 0.0
+        return now - max(self.owed_since, self.last_answer)
+
+    def limit(self, config: StallConfig) -> float:
+        return max(config.min_silence_seconds, config.silence_multiple * self.usual)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What :func:`find_stalled` reads of one endpoint."""
+
+    key: str
+    silence: Silence
+    set_aside: bool  # already stalled or ejected
+
+
+def find_stalled(members: Sequence[Member], now: float, config: StallConfig) -> list[str]:
+    """Keys of endpoints to set aside now (pure; see the module docstring)."""
+    if not config.enabled or len(members) < 2:
+        return []
+    room = max(1, int(config.max_stalled_percent * len(members) / 100)) - sum(
+        1 for m in members if m.set_aside
+    )
+    if room <= 0:
+        return []
+    found: list[tuple[float, str]] = []
+    for m in members:
+        if m.set_aside:
+            continue
+        silent = m.silence.silent_for(now)
+        limit = m.silence.limit(config)
+        if silent <= limit:
+            continue
+        since = now - limit
+        others_answered = any(
+            o is not m and not o.set_aside and o.silence.last_answer > since for o in members
+        )
+        if others_answered:
+            found.append((silent / limit, m.key))
+    found.sort(reverse=True)  # the most overdue first
+    return [key for _, key in found[:room]]

@@ -1,0 +1,362 @@
+"""Scenario ``gateway_overload``: the API Gateway past its saturation point.
+
+Three agents, one ``ecsgrpc gateway`` process, and an open-loop HTTP load
+(arrivals on a fixed schedule, latency counted from the scheduled time, so a
+stalled gateway cannot slow the load down and hide its own latency). First a
+closed-loop run measures the gateway's saturation ``S`` (JSON conversations
+per second); then open loop at 0.5x, 1x, 1.5x and 2x ``S``. Per step: goodput
+(200s per second), p99 of the 200s, answers by status (503 refused at once,
+504, other), the gateway's RSS at the end of the step, and its CPU per
+conversation served.
+
+The load generator is a small raw HTTP/1.1 client over asyncio streams with
+keep-alive connections (a pool of up to :data:`MAX_CONNECTIONS`): on a
+machine of few cores it shares the CPU with the gateway, so the offered rate
+it reaches is reported next to the one asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecsgrpc_apps.bench.fleet import AgentFleet
+from ecsgrpc_apps.bench.results import Metric, Row, ScenarioResult, check
+from ecsgrpc_apps.bench.settings import Context
+
+__all__ = ["GatewayProcess", "HttpLoad", "plot", "run"]
+
+NAME = "gateway_overload"
+GATEWAY_HOST = "127.0.0.30"
+MAX_CONNECTIONS = 256
+SATURATION_CLIENTS = 12
+IDLE_REUSE = 2.0  # seconds; the gateway closes idle keep-alive connections after 5
+STEPS = (0.5, 1.0, 1.5, 2.0)
+COLUMNS = (
+    "offered_rps",
+    "goodput_rps",
+    "p50_ms",
+    "p99_ms",
+    "ok",
+    "refused_503",
+    "timeout_504",
+    "other",
+    "rss_mb",
+    "cpu_ms_per_ok",
+)
+_SERVING = re.compile(r"gateway serving on http://(\S+)")
+_BODY = json.dumps({"messages": [{"role": "user", "content": "one two three four"}]}).encode()
+
+
+def _request(host: str) -> bytes:
+    return (
+        f"POST /v1/conversations HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(_BODY)}\r\n\r\n"
+    ).encode() + _BODY
+
+
+@dataclass
+class Outcome:
+    status: int
+    latency: float
+
+
+@dataclass
+class HttpLoad:
+    """Keep-alive HTTP/1.1 connections to ``host:port``, one request at a time each."""
+
+    host: str
+    port: int
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = field(
+        default_factory=list
+    )
+    open_count: int = 0
+
+    async def one(self, started: float) -> Outcome:
+        """POST a conversation; its status and latency from ``started`` (perf_counter)."""
+        while self.idle and self.idle[-1][2] < time.perf_counter() - IDLE_REUSE:
+            self.idle.pop()[1].close()  # the gateway may have closed it (keep-alive timeout)
+            self.open_count -= 1
+        if self.idle:
+            reader, writer, _ = self.idle.pop()
+        elif self.open_count < MAX_CONNECTIONS:
+            self.open_count += 1
+            try:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                self.open_count -= 1
+                return Outcome(0, time.perf_counter() - started)
+        else:
+            return Outcome(-1, 0.0)  # the client's own limit: not sent
+        try:
+            writer.write(_request(self.host))
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, ValueError, AttributeError):
+            writer.close()
+            self.open_count -= 1
+            return Outcome(0, time.perf_counter() - started)
+        if b"connection: close" in head.lower():
+            writer.close()
+            self.open_count -= 1
+        else:
+            self.idle.append((reader, writer, time.perf_counter()))
+        return Outcome(status, time.perf_counter() - started)
+
+    async def closed_loop(self, concurrency: int, seconds: float) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < stop:
+                outcomes.append(await self.one(time.perf_counter()))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return outcomes
+
+    async def open_loop(self, rate: float, seconds: float) -> tuple[list[Outcome], float]:
+        """Arrivals every ``1/rate`` s for ``seconds``; the outcomes and the rate reached."""
+        outcomes: list[Outcome] = []
+        tasks: set[asyncio.Task[None]] = set()
+        begin = time.perf_counter()
+        sent = 0
+        total = int(rate * seconds)
+
+        async def arrival(at: float) -> None:
+            outcomes.append(await self.one(at))
+
+        while sent < total:
+            now = time.perf_counter()
+            due = begin + sent / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            while sent < total and begin + sent / rate <= now:
+                task = asyncio.create_task(arrival(begin + sent / rate))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0)
+        reached = sent / max(time.perf_counter() - begin, 1e-9)
+        if tasks:
+            await asyncio.wait(tasks, timeout=seconds + 5)
+        return outcomes, reached
+
+    def close(self) -> None:
+        for _, writer, _ in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
+class GatewayProcess:
+    """``ecsgrpc gateway`` on :data:`GATEWAY_HOST` over ``target``; CPU and RSS from /proc."""
+
+    def __init__(
+        self, target: str, *, python: str = sys.executable, env: dict[str, str] | None = None
+    ):
+        self._dir = Path(tempfile.mkdtemp(prefix="ecsgrpc-bench-gateway-"))
+        self.log = self._dir / "gateway.log"
+        self.python = python
+        self.target = target
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.host = GATEWAY_HOST
+        self.port = 0
+
+    def start(self) -> None:
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [
+                    self.python,
+                    "-m",
+                    "ecsgrpc",
+                    "gateway",
+                    "--host",
+                    GATEWAY_HOST,
+                    "--port",
+                    "0",
+                    "--target",
+                    self.target,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "GATEWAY_ACCESS_LOG": "false", **self.env},
+            )
+        deadline = time.monotonic() + 60
+        while not (match := _SERVING.search(self.log.read_text(errors="replace"))):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway did not start: {self.log.read_text()[-500:]}")
+            time.sleep(0.05)
+        self.port = int(match.group(1).rsplit(":", 1)[1])
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
+def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, Metric]:
+    codes = Counter(o.status for o in outcomes)
+    ok = [o.latency for o in outcomes if o.status == 200]
+    return {
+        "goodput_rps": len(ok) / seconds,
+        "p50_ms": _pct(ok, 0.5),
+        "p99_ms": _pct(ok, 0.99),
+        "ok": len(ok),
+        "refused_503": codes[503],
+        "timeout_504": codes[504],
+        "other": sum(n for code, n in codes.items() if code not in (200, 503, 504)),
+        "cpu_ms_per_ok": cpu / len(ok) * 1000 if ok else None,
+    }
+
+
+@contextlib.contextmanager
+def _gateway(target: str) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(target)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    seconds = 6.0 if ctx.settings.quick else 20.0
+    seconds = max(1.0, seconds * ctx.settings.scale)
+    pause = min(2.0, seconds)  # warm-up, and quiet between steps
+    result = ScenarioResult(
+        NAME,
+        f"Gateway overload: open loop at {', '.join(f'{m:g}x' for m in STEPS)} of saturation, "
+        f"{seconds:g}s each",
+        COLUMNS,
+        params={"step_seconds": seconds, "steps": list(STEPS), "agents": 3},
+    )
+    fleet = AgentFleet(3, dns=False)
+    try:
+        spec = await fleet.start()
+        target = "static:///" + ",".join(spec.addresses)
+        with _gateway(target) as gateway:
+            load = HttpLoad(gateway.host, gateway.port)
+            ctx.progress(f"{NAME}: measuring saturation")
+            await load.closed_loop(SATURATION_CLIENTS, pause)  # warm up
+            cpu0 = gateway.cpu_seconds()
+            # Closed loop below half the limiter's starting limit: the gateway's own
+            # throughput, untouched by admission (a closed-loop client re-sends a
+            # refused request at once, which measures refusals, not service).
+            sat_seconds = max(1.0, seconds / 2)
+            sat = await load.closed_loop(SATURATION_CLIENTS, sat_seconds)
+            saturation = sum(1 for o in sat if o.status == 200) / sat_seconds
+            result.params["saturation_rps"] = round(saturation, 1)
+            result.params["saturation_cpu_ms_per_ok"] = round(
+                (gateway.cpu_seconds() - cpu0) / max(1, len(sat)) * 1000, 3
+            )
+            series: dict[str, list[Any]] = {"multiple": [], "offered": [], "goodput": [], "p99": []}
+            for multiple in STEPS:
+                ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
+                await asyncio.sleep(pause)
+                cpu0 = gateway.cpu_seconds()
+                outcomes, reached = await load.open_loop(multiple * saturation, seconds)
+                metrics = summarize(outcomes, seconds, gateway.cpu_seconds() - cpu0)
+                metrics["offered_rps"] = reached
+                metrics["rss_mb"] = gateway.rss_mb()
+                result.rows.append(Row("gateway", metrics, case=f"{multiple:g}x"))
+                series["multiple"].append(multiple)
+                series["offered"].append(reached)
+                series["goodput"].append(metrics["goodput_rps"])
+                series["p99"].append(metrics["p99_ms"])
+            load.close()
+            result.series = series
+    finally:
+        await fleet.aclose()
+    _targets(result, saturation)
+    return result
+
+
+def _targets(result: ScenarioResult, saturation: float) -> None:
+    rows = {r.case: r.metrics for r in result.rows}
+    base = rows.get("0.5x", {}).get("p99_ms")
+    for case in ("1.5x", "2x"):
+        metrics = rows.get(case, {})
+        result.targets.append(
+            check(
+                NAME,
+                "gateway",
+                "goodput_rps",
+                metrics.get("goodput_rps"),
+                ">=",
+                0.9 * saturation,
+                case=case,
+                note="90% of saturation",
+            )
+        )
+        if isinstance(base, float):
+            result.targets.append(
+                check(
+                    NAME,
+                    "gateway",
+                    "p99_ms",
+                    metrics.get("p99_ms"),
+                    "<=",
+                    2 * base,
+                    case=case,
+                    note="2x the p99 at 0.5x",
+                )
+            )
+
+
+def plot(plt: Any, scenario: dict[str, Any]) -> Any:
+    """Goodput and p99 against the offered load."""
+    series = scenario["series"]
+    saturation = scenario["params"]["saturation_rps"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(series["offered"], series["goodput"], marker="o", color="#1f77b4", label="goodput")
+    left.plot(series["offered"], series["offered"], linestyle=":", color="#888", label="offered")
+    left.axhline(
+        0.9 * saturation, color="#d62728", linestyle="--", label="target: 90% of saturation"
+    )
+    left.set_xlabel("offered conversations/s")
+    left.set_ylabel("served (200) conversations/s")
+    left.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    p99 = [v if v is not None else float("nan") for v in series["p99"]]
+    right.plot(series["offered"], p99, marker="o", color="#1f77b4", label="p99 of 200s")
+    if p99 and p99[0] == p99[0]:
+        right.axhline(2 * p99[0], color="#d62728", linestyle="--", label="target: 2x p99 at 0.5x")
+    right.set_xlabel("offered conversations/s")
+    right.set_ylabel("ms")
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    fig.suptitle("Gateway under overload (open loop)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,263 @@
+"""HTTP connection limits under uvicorn: what a hostile client cannot hold.
+
+:func:`guarded_protocol` gives uvicorn's h11 protocol with, per connection:
+
+* a **head size** limit (``GATEWAY_MAX_HEAD_BYTES``) and a **header count**
+  limit (``GATEWAY_MAX_HEADER_COUNT``), both checked on the raw bytes before
+  the parser sees them, however the head arrives (one read or a byte at a
+  time): 431 and close. (h11's own limit only applies to a head still
+  incomplete after a read.)
+* a **request-head timeout** (``GATEWAY_HEAD_TIMEOUT_SECONDS``) from the
+  connection's start, or from the first byte of a later request on a kept-alive
+  connection, to the end of the head: 408 and close (slowloris);
+* the **idle keep-alive timeout** (``GATEWAY_KEEP_ALIVE_SECONDS``, uvicorn's);
+* a **cap on open connections** (``GATEWAY_MAX_CONNECTIONS``, kept below the
+  open-files limit): a connection above it gets 503 and is closed;
+* malformed HTTP gets the JSON error body (400 ``bad_request``), not
+  uvicorn's plain text.
+
+Also here: :func:`raise_open_files_limit` (soft to hard at start) and
+:func:`rate_limited_accept_errors` (the event loop's "socket.accept() out of
+system resource" at most once a second instead of thousands of tracebacks).
+Head lines must end in CRLF, as RFC 9112 says a sender must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ecsgrpc_apps.gateway.instrument import OverloadMetrics
+
+__all__ = [
+    "ConnectionLimits",
+    "guarded_protocol",
+    "raise_open_files_limit",
+    "rate_limited_accept_errors",
+    "raw_error",
+]
+
+log = logging.getLogger(__name__)
+
+# Descriptors kept for everything that is not a client connection (agents'
+# channels, DNS, logs, the listener, ...).
+FD_RESERVE = 128
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int = 8192
+    max_header_count: int = 100
+    max_head_bytes: int = 16 * 1024
+    head_timeout_seconds: float = 10.0
+
+
+def raw_error(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 error answer with the JSON ErrorBody, closing the connection."""
+    body = json.dumps(
+        {"error": {"code": code, "message": message, "status": status, "problems": []}},
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n"
+    )
+    if status == 503:
+        head += "retry-after: 1\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+class _Guarded(H11Protocol):
+    """uvicorn's h11 protocol with the limits of the module docstring."""
+
+    limits: ConnectionLimits = ConnectionLimits()
+    metrics: OverloadMetrics | None = None
+    _counted: set[Any] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cls = type(self)
+        if self.metrics is not None and cls._counted is not self.connections:
+            cls._counted = open_now = self.connections  # the server's set of connections
+            self.metrics.connections.set_function(lambda: len(open_now))
+        self._head_bytes = 0
+        self._head_lines = 0
+        self._tail = b""
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                "connections",
+                raw_error(
+                    503,
+                    "Service Unavailable",
+                    "too_many_connections",
+                    f"the gateway has {self.limits.max_connections} connections open, its limit",
+                ),
+            )
+            return
+        self._start_head_timer()
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(
+            self.limits.head_timeout_seconds, self._head_timed_out
+        )
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            seconds = self.limits.head_timeout_seconds
+            self._refuse(
+                "head_timeout",
+                raw_error(
+                    408,
+                    "Request Timeout",
+                    "head_timeout",
+                    f"the request's line and headers did not arrive within {seconds:g}s",
+                ),
+            )
+
+    def _refuse(self, reason: str, answer: bytes) -> None:
+        self._refused = True
+        self._stop_head_timer()
+        if self.metrics is not None:
+            self.metrics.refusals.labels(reason).inc()
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self.conn.their_state is h11.IDLE and not self._check_head(data):
+            return
+        super().data_received(data)
+
+    def _check_head(self, data: bytes) -> bool:
+        """Count a head's bytes and lines as they come; False when it was refused."""
+        if self._head_timer is None:  # first byte of a later request on this connection
+            self._start_head_timer()
+        limits = self.limits
+        window = self._tail + data
+        end = window.find(b"\r\n\r\n")
+        part = data if end < 0 else data[: max(end + 4 - len(self._tail), 0)]
+        self._head_bytes += len(part)
+        self._head_lines += part.count(b"\n")
+        headers = self._head_lines - (2 if end >= 0 else 1)
+        if self._head_bytes > limits.max_head_bytes:
+            problem = f"the request head is over the limit of {limits.max_head_bytes} bytes"
+            return self._too_large("head_too_large", problem)
+        if headers > limits.max_header_count:
+            problem = f"the request has over {limits.max_header_count} header fields, its limit"
+            return self._too_large("too_many_headers", problem)
+        if end >= 0:
+            self._stop_head_timer()
+            self._head_bytes = self._head_lines = 0
+            self._tail = b""
+        else:
+            self._tail = window[-3:]
+        return True
+
+    def _too_large(self, reason: str, message: str) -> bool:
+        self._refuse(
+            reason,
+            raw_error(431, "Request Header Fields Too Large", "header_fields_too_large", message),
+        )
+        return False
+
+    def on_response_complete(self) -> None:
+        self._head_bytes = self._head_lines = 0
+        self._tail = b""
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refused = True
+        self._stop_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(
+                raw_error(400, "Bad Request", "bad_request", "the request is not valid HTTP/1.1")
+            )
+            self.transport.close()
+
+
+def guarded_protocol(
+    limits: ConnectionLimits, metrics: OverloadMetrics | None = None
+) -> type[H11Protocol]:
+    """uvicorn's ``http`` protocol class with these limits (pass as ``Config(http=...)``)."""
+    return type("GuardedH11Protocol", (_Guarded,), {"limits": limits, "metrics": metrics})
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one; return ``(soft, hard)`` after.
+
+    With the common soft limit of 1,024 a thousand open SSE streams would
+    exhaust the descriptors; the hard limit is usually far higher.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft, hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, exc)
+        return soft, hard
+    return target, hard
+
+
+def connection_cap(configured: int, open_files_soft: int) -> int:
+    """The connection cap: ``configured``, kept :data:`FD_RESERVE` below the open-files limit."""
+    return max(1, min(configured, open_files_soft - FD_RESERVE))
+
+
+def rate_limited_accept_errors(
+    loop: asyncio.AbstractEventLoop,
+    *,
+    every: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Log the loop's accept errors (EMFILE, ENFILE, ...) at most once per ``every`` seconds.
+
+    Other exceptions go to the handler that was there before (or the default).
+    """
+    previous = loop.get_exception_handler()
+    last = -every
+    suppressed = 0
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal last, suppressed
+        message = str(context.get("message", ""))
+        if "socket.accept()" not in message:
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        now = clock()
+        if now - last < every:
+            suppressed += 1
+            return
+        exc = context.get("exception")
+        log.error("%s: %s (%d more like it since the last line)", message, exc, suppressed)
+        last = now
+        suppressed = 0
+
+    loop.set_exception_handler(handler)

@@ -1,0 +1,308 @@
+"""The call contract: grpc.aio's call API, gRFC A6's commit rule, exact in-flight accounting.
+
+Real grpc.aio servers on loopback (127.0.11.x, ephemeral ports) behind
+``connect("static:///...")``; nothing of gRPC is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ecsgrpc.balancing.channel import BalancedChannel, connect
+from ecsgrpc.balancing.retry import RetryPolicy
+from ecsgrpc.errors import StreamInterrupted
+from tests.support import call_service as svc
+
+pytestmark = pytest.mark.timeout(60)
+
+HOSTS = ("127.0.11.1", "127.0.11.2", "127.0.11.3")
+
+
+@asynccontextmanager
+async def fleet(
+    state: svc.State | None = None, n: int = 3, **kw: object
+) -> AsyncIterator[tuple[BalancedChannel, svc.State, CollectorRegistry]]:
+    """``n`` servers sharing ``state`` and a channel over them (every one ready)."""
+    state = state or svc.State()
+    servers = [await svc.start(host, host, state) for host in HOSTS[:n]]
+    registry = CollectorRegistry()
+    target = "static:///" + ",".join(f"{h}:{p}" for h, (_, p) in zip(HOSTS, servers, strict=False))
+    channel = connect(target, registry=registry, **kw)  # type: ignore[arg-type]
+    try:
+        async with channel:
+            await channel.channel_ready(timeout=10, min_ready=n)
+            yield channel, state, registry
+            await assert_no_call_in_flight(channel, registry)
+    finally:
+        for server, _ in servers:
+            await server.stop(None)
+
+
+async def assert_no_call_in_flight(channel: BalancedChannel, registry: CollectorRegistry) -> None:
+    deadline = time.monotonic() + 3
+    while True:
+        per_endpoint = {s.address: s.in_flight for s in channel.endpoints()}
+        gauge = registry.get_sample_value(
+            "ecsgrpc_client_calls_in_flight", {"target": channel.target}
+        )
+        if set(per_endpoint.values()) <= {0} and gauge == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"in flight: endpoints {per_endpoint}, gauge {gauge}")
+        await asyncio.sleep(0.02)
+
+
+def executions(state: svc.State, method: str) -> int:
+    return sum(n for key, n in state.executions.items() if key.endswith(":" + method))
+
+
+# The grpc.aio API, as published (grpc/aio/_base_call.py, _base_channel.py).
+async def test_channel_and_calls_are_grpc_aio_instances() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        assert isinstance(channel, grpc.aio.Channel)
+        unary = channel.unary_unary(svc.UNARY)
+        assert isinstance(unary, grpc.aio.UnaryUnaryMultiCallable)
+        call = unary(b"ok", timeout=5)
+        assert isinstance(call, grpc.aio.UnaryUnaryCall)
+        assert await call == b"ok"
+        stream = channel.unary_stream(svc.SERVER_STREAM)(b"n:2", timeout=5)
+        assert isinstance(stream, grpc.aio.UnaryStreamCall)
+        assert [m async for m in stream] == [b"0", b"1"]
+        client = channel.stream_unary(svc.CLIENT_STREAM)(timeout=5)
+        assert isinstance(client, grpc.aio.StreamUnaryCall)
+        await client.write(b"a")
+        await client.write(b"b")
+        await client.done_writing()
+        assert await client == b"a,b"
+        bidi = channel.stream_stream(svc.BIDI)(timeout=5)
+        assert isinstance(bidi, grpc.aio.StreamStreamCall)
+        await bidi.write(b"x")
+        assert await bidi.read() == b"x"
+        await bidi.done_writing()
+        assert await bidi.read() is grpc.aio.EOF
+        assert await bidi.code() is grpc.StatusCode.OK
+
+
+async def test_unary_call_status_metadata_and_callbacks() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        seen: list[object] = []
+        call = channel.unary_unary(svc.UNARY)(b"ok", timeout=5, metadata=(("k", "v"),))
+        call.add_done_callback(seen.append)
+        remaining = call.time_remaining()
+        assert remaining is not None and 0 < remaining <= 5
+        assert not call.done()
+        assert await call == b"ok"
+        assert call.done() and not call.cancelled()
+        assert seen == [call]
+        assert await call.code() is grpc.StatusCode.OK
+        assert await call.details() == ""
+        assert isinstance(await call.initial_metadata(), grpc.aio.Metadata)
+        assert isinstance(await call.trailing_metadata(), grpc.aio.Metadata)
+        late: list[object] = []
+        call.add_done_callback(late.append)
+        assert late == [call]
+
+        failing = channel.unary_unary(svc.UNARY)(b"not_found", timeout=5)
+        assert await failing.code() is grpc.StatusCode.NOT_FOUND  # code() first, no await
+        assert await failing.details() == "asked for not_found"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await failing
+        assert err.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_cancel_then_every_read_and_await_raises_cancelled() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        stream = channel.unary_stream(svc.SERVER_STREAM)(b"sleep:5", timeout=10)
+        await stream.wait_for_connection()
+        assert stream.cancel()
+        assert stream.cancelled() and stream.done()
+        assert not stream.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stream.read()
+        with pytest.raises(asyncio.CancelledError):
+            async for _ in stream:
+                pass
+        assert await stream.code() is grpc.StatusCode.CANCELLED
+
+        unary = channel.unary_unary(svc.UNARY)(b"sleep:5", timeout=10)
+        assert unary.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await unary
+        assert await unary.code() is grpc.StatusCode.CANCELLED
+
+        bidi = channel.stream_stream(svc.BIDI)(timeout=10)
+        await bidi.write(b"a")
+        assert await bidi.read() == b"a"
+        bidi.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await bidi.write(b"b")
+        with pytest.raises(asyncio.CancelledError):
+            await bidi.read()
+
+
+async def test_caller_task_cancelled_while_awaiting_cancels_the_call() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        call = channel.unary_unary(svc.UNARY)(b"sleep:5", timeout=10)
+        task = asyncio.ensure_future(call)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert call.cancelled()
+        assert await call.code() is grpc.StatusCode.CANCELLED
+
+
+async def test_request_iterators_sync_and_async() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        assert (
+            await channel.stream_unary(svc.CLIENT_STREAM)(iter([b"1", b"2"]), timeout=5) == b"1,2"
+        )
+
+        async def gen() -> AsyncIterator[bytes]:
+            for item in (b"a", b"b", b"c"):
+                yield item
+
+        call = channel.stream_stream(svc.BIDI)(gen(), timeout=5)
+        assert [m async for m in call] == [b"a", b"b", b"c"]
+        with pytest.raises(grpc.aio.UsageError):
+            await call.write(b"d")
+
+
+async def test_deadline_exceeded_reports_its_code() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        call = channel.unary_unary(svc.UNARY)(b"sleep:2", timeout=0.2)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await call.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert call.time_remaining() == 0
+
+
+# The commit rule (gRFC A6).
+async def test_stream_is_not_retried_once_the_caller_read_its_headers() -> None:
+    """Regression: the server executed this call 3 times (retried after headers were read)."""
+    async with fleet() as (channel, state, _):
+        call = channel.unary_stream(svc.SERVER_STREAM)(b"bare-headers-unavailable", timeout=5)
+        assert len(await call.initial_metadata()) == 0  # headers, but no custom metadata
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+        assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert executions(state, "ServerStream") == 1
+
+
+async def test_trailers_only_failure_does_not_commit_a_metadata_reader() -> None:
+    async with fleet() as (channel, state, _):
+        call = channel.unary_stream(svc.SERVER_STREAM)(b"unavailable", timeout=5)
+        await call.initial_metadata()  # no headers came: the caller saw nothing
+        assert await call.code() is grpc.StatusCode.UNAVAILABLE
+        assert executions(state, "ServerStream") == 3  # every attempt the policy allows
+
+
+async def test_headers_received_commit_even_when_the_caller_did_not_read_them() -> None:
+    async with fleet() as (channel, state, _):
+        for kind, method, arg in (
+            ("unary_unary", svc.UNARY, b"headers-unavailable"),
+            ("unary_stream", svc.SERVER_STREAM, b"headers-unavailable"),
+        ):
+            call = getattr(channel, kind)(method)(arg, timeout=5)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                if kind == "unary_unary":
+                    await call
+                else:
+                    await call.read()
+            assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert (await call.initial_metadata())["x-seen"] == "headers"
+        assert executions(state, "Unary") == 1
+        assert executions(state, "ServerStream") == 1
+
+
+async def test_trailers_only_unavailable_is_retried_elsewhere() -> None:
+    async with fleet(svc.State(fail_first=1)) as (channel, state, _):
+        assert await channel.unary_unary(svc.UNARY)(b"ok", timeout=5) == b"ok"
+        assert executions(state, "Unary") == 2
+        state.fail_first = 1
+        stream = channel.unary_stream(svc.SERVER_STREAM)(b"n:3", timeout=5)
+        assert [m async for m in stream] == [b"0", b"1", b"2"]
+        assert executions(state, "ServerStream") == 2
+
+
+async def test_written_requests_are_replayed_to_the_next_attempt() -> None:
+    async with fleet(svc.State(fail_first=1)) as (channel, state, _):
+        call = channel.stream_unary(svc.CLIENT_STREAM)(timeout=5)
+        await call.write(b"a")
+        await call.write(b"b")
+        await call.done_writing()
+        assert await call == b"a,b"
+        assert executions(state, "ClientStream") == 2
+        assert sorted(state.received.values()) == [[b"a", b"b"], [b"a", b"b"]]
+
+        state.fail_first = 1
+        state.received.clear()
+        bidi = channel.stream_stream(svc.BIDI)(iter([b"x", b"y"]), timeout=5)
+        assert [m async for m in bidi] == [b"x", b"y"]
+        assert sorted(state.received.values()) == [[b"x", b"y"], [b"x", b"y"]]
+
+
+async def test_a_stream_that_yielded_messages_is_never_replayed() -> None:
+    async with fleet() as (channel, state, _):
+        call = channel.unary_stream(svc.SERVER_STREAM)(b"after:2:unavailable", timeout=5)
+        got = []
+        with pytest.raises(StreamInterrupted) as err:
+            async for message in call:
+                got.append(message)
+        assert got == [b"0", b"1"]
+        assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert await call.code() is grpc.StatusCode.UNAVAILABLE
+        assert executions(state, "ServerStream") == 1
+
+
+async def test_write_after_the_call_failed_is_an_error_never_a_new_attempt() -> None:
+    """Regression: write() on a failed stream started a new attempt and leaked in-flight=1."""
+    async with fleet() as (channel, state, registry):
+        call = channel.stream_stream(svc.BIDI)(timeout=5)
+        await call.write(b"internal")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+        assert err.value.code() is grpc.StatusCode.INTERNAL
+        with pytest.raises(asyncio.InvalidStateError):
+            await call.write(b"again")
+        await call.done_writing()  # a no-op once finished, as in grpc.aio
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call.read()
+        assert executions(state, "Bidi") == 1
+        await assert_no_call_in_flight(channel, registry)
+
+
+async def test_budget_and_attempts_bound_retries_of_uncommitted_calls() -> None:
+    policy = RetryPolicy(max_attempts=2)
+    async with fleet(retry=policy) as (channel, state, _):
+        call = channel.unary_unary(svc.UNARY)(b"unavailable", timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert executions(state, "Unary") == 2
+
+
+async def test_cancel_stops_a_call_waiting_for_an_endpoint_at_once() -> None:
+    registry = CollectorRegistry()
+    # Nothing listens on port 1: the endpoint never becomes ready.
+    async with connect("static:///127.0.11.9:1", registry=registry, connect_timeout=20) as channel:
+        for kind, method in (("unary_unary", svc.UNARY), ("unary_stream", svc.SERVER_STREAM)):
+            call = getattr(channel, kind)(method)(b"ok")
+            waiter = asyncio.ensure_future(call if kind == "unary_unary" else call.read())
+            await asyncio.sleep(0.3)
+            assert not waiter.done()
+            started = time.monotonic()
+            assert call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiter, 5)
+            assert time.monotonic() - started < 2
+            assert await call.code() is grpc.StatusCode.CANCELLED
+        await assert_no_call_in_flight(channel, registry)
