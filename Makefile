@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto clean install system-deps core-only
+.PHONY: demo test lint typecheck unit proto clean install system-deps core-only test-image
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ unit: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
 test: system-deps lint typecheck unit core-only checkov
+
+# deploy/Dockerfile built and run for real: dockerd (started by the tests, as
+# root), a debootstrap base cached in ~/.cache/ecsgrpc, docker-compose.
+test-image: $(STAMP)
+	@ECSGRPC_SYSTEM_DEPS_IMAGE=1 scripts/system_deps.sh
+	$(BIN)/pytest -q -m image tests/image
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py

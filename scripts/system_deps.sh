@@ -14,6 +14,13 @@ missing=()
 for command in dnsmasq chromium chromedriver iptables; do
   command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ] || missing+=("${PACKAGE_OF[$command]}")
 done
+# The image tests (make test-image): a Docker engine, compose, a local base.
+if [ -n "${ECSGRPC_SYSTEM_DEPS_IMAGE:-}" ]; then
+  for pair in dockerd=docker.io docker-compose=docker-compose debootstrap=debootstrap; do
+    command="${pair%%=*}"
+    command -v "$command" >/dev/null 2>&1 || [ -x "/usr/sbin/$command" ] || missing+=("${pair#*=}")
+  done
+fi
 # Packages other parts of the suite add here: one "command=package" per line.
 if [ -f scripts/system_deps.extra ]; then
   while IFS='=' read -r command package; do

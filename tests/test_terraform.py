@@ -1,10 +1,12 @@
 """The Terraform module (infra/terraform) read as data, evaluated, and checked against the code.
 
-No Terraform binary is available, so every .tf file is parsed with
-python-hcl2 and the module's expressions are evaluated by
-tests/support/terraform.py for chosen inputs. The guard tests (CIDR on the
-agent, matcher on a TCP target group, wildcard IAM actions) are each shown to
-fail on a mutated copy of the module.
+Every .tf file is parsed with python-hcl2 and the module's expressions are
+evaluated by tests/support/terraform.py for chosen inputs: fast, and able to
+run the health-check commands against real servers for any input. The real
+terraform binary (validate, plan, apply against moto) is
+tests/test_terraform_cli.py. The guard tests (CIDR on the agent, matcher on a
+TCP target group, wildcard IAM actions) are each shown to fail on a mutated
+copy of the module.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ ALL_FEATURES = {
     "enable_nlb": True,
     "max_connection_age_seconds": 30,
     "enable_execute_command": True,
+    "readonly_root_filesystem": False,
     "enable_srv_records": True,
     "ecr_repository_arns": ["arn:aws:ecr:eu-west-1:111122223333:repository/ecsgrpc"],
     "aws_api_egress_prefix_list_ids": ["pl-0123456789abcdef0"],
@@ -135,6 +138,16 @@ def test_every_reference_is_declared(module: Module) -> None:
             stack.extend(blk.body for blk in b.blocks)
     for tree in trees:
         roots.update(references(tree))
+    # Names bound by `for` expressions (for s in ...) are not references.
+    bound = {
+        str(ident.children[0])
+        for tree in trees
+        for intro in tree.iter_subtrees()
+        if intro.data == "for_intro"
+        for ident in intro.children
+        if hasattr(ident, "data") and ident.data == "identifier"
+    }
+    roots = {(root, name) for root, name in roots if root not in bound}
     for root, name in roots:
         if root == "var":
             assert name in module.variables, f"var.{name} is not declared"
@@ -144,7 +157,14 @@ def test_every_reference_is_declared(module: Module) -> None:
             assert (root, name) in module.resources, f"{root}.{name} is not declared"
         else:
             # dynamic-block iterators and each/count
-            assert root in {"each", "count", "dns_records", "load_balancer"}, (root, name)
+            assert root in {
+                "each",
+                "count",
+                "dns_records",
+                "load_balancer",
+                "alarms",
+                "capacity_provider_strategy",
+            }, (root, name)
 
 
 def test_every_variable_has_a_type_and_a_description(module: Module) -> None:
@@ -161,7 +181,7 @@ def test_the_example_passes_every_required_input_and_nothing_unknown(module: Mod
     ev = Evaluator(example, {k: v for k, v in REQUIRED.items() if k in example.variables})
     assert ev.eval(call.attrs["source"]) == "../../modules/ecsgrpc"
     assert (EXAMPLE_DIR / "../../modules/ecsgrpc").resolve() == MODULE_DIR
-    given = set(call.attrs) - {"source"}
+    given = set(call.attrs) - {"source", "depends_on"}
     assert given <= set(module.variables), given - set(module.variables)
     required = {n for n, b in module.variables.items() if "default" not in b.attrs}
     assert required <= given, required - given
@@ -239,15 +259,18 @@ def test_gateway_target_is_built_from_the_module_names(module: Module) -> None:
         module, cloudmap_namespace="svc.internal", cloudmap_service_name="agents", grpc_port=6000
     )
     assert env_of(container(renamed, "gateway"))["WORKFLOW_SERVICE_TARGET"] == (
-        "cloudmap://svc.internal/agents|dns:///agents.svc.internal:6000"
+        "cloudmap://svc.internal/agents?port=6000|dns:///agents.svc.internal:6000"
     )
-    assert gateway["command"] == ["ecsgrpc", "gateway", "--host", "0.0.0.0", "--port", "8080"]
+    # ECS runs entryPoint + command.
+    assert gateway["entryPoint"] == ["ecsgrpc"]
+    assert gateway["command"] == ["gateway", "--host", "0.0.0.0", "--port", "8080"]
     assert gateway["portMappings"][0]["containerPort"] == 8080
 
 
 def test_container_commands_exist_in_the_cli(module: Module) -> None:
     agent = container(evaluator(module), "agent")
-    assert agent["command"] == ["ecsgrpc", "agent"]
+    assert agent["entryPoint"] == ["ecsgrpc"]
+    assert agent["command"] == ["agent"]
     for sub in ("agent", "probe"):
         result = subprocess.run(
             [sys.executable, "-m", "ecsgrpc", sub, "--help"],
@@ -265,7 +288,7 @@ def test_container_commands_exist_in_the_cli(module: Module) -> None:
 def test_outputs_are_the_client_targets(module: Module) -> None:
     ev = evaluator(module)
     out = {name: ev.eval(body.attrs["value"]) for name, body in module.outputs.items()}
-    assert out["cloudmap_target"] == "cloudmap://workflow.local/workflow-agent"
+    assert out["cloudmap_target"] == "cloudmap://workflow.local/workflow-agent?port=50051"
     assert out["dns_target"] == "dns:///workflow-agent.workflow.local:50051"
     assert out["workflow_service_target"] == workflow_settings.DEFAULT_WORKFLOW_SERVICE_TARGET
     assert out["nlb_dns_name"] is None and out["nlb_target"] is None
@@ -450,13 +473,37 @@ def test_nlb_needs_a_max_connection_age_that_fits_the_deregistration_delay(
         ({"nlb_client_cidr_blocks": ["10.0.0.0/33"]}, "nlb_client_cidr_blocks"),
         ({"nlb_tcp_idle_timeout_seconds": 30}, "nlb_tcp_idle_timeout_seconds"),
         ({"name_prefix": "a-very-long-prefix-name-x"}, "name_prefix"),
+        ({"agent_cpu": 256, "agent_memory": 4096}, "agent_memory"),
+        ({"agent_cpu": 1024, "agent_memory": 1024}, "agent_memory"),
+        ({"gateway_cpu": 8192, "gateway_memory": 20000}, "gateway_memory"),
+        ({"agent_command": ["ecsgrpc", "agent"]}, "agent_command"),
+        ({"gateway_command": ["ecsgrpc", "gateway"]}, "gateway_command"),
+        ({"enable_execute_command": True}, "enable_execute_command"),
+        (
+            {"capacity_provider_strategy": [{"capacity_provider": "EC2", "weight": 1, "base": 0}]},
+            "capacity_provider_strategy",
+        ),
+        ({"agent_min_count": 0}, "agent_min_count"),
+        ({"agent_desired_count": 11}, "agent_max_count"),
+        ({"scale_in_cooldown_seconds": 30}, "scale_in_cooldown_seconds"),
+        ({"autoscaling_cpu_target_percent": 95}, "autoscaling_cpu_target_percent"),
+        ({"metrics_namespace": "AWS/ECS"}, "metrics_namespace"),
+        (
+            {
+                "gateway_alb_arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/a/0123abcd"
+            },
+            "gateway_alb_arn",
+        ),
     ],
 )
 def test_bad_inputs_are_refused_by_name(
     module: Module, inputs: dict[str, Any], variable: str
 ) -> None:
     errors = evaluator(module, **inputs).validation_errors()
-    assert errors and all(e.startswith(f"{variable}:") for e in errors), errors
+    # A CPU that is no Fargate size has no memory that pairs with it either.
+    also = ("agent_memory:",) if variable == "agent_cpu" else ()
+    assert errors and errors[0].startswith(f"{variable}:"), errors
+    assert all(e.startswith((f"{variable}:", *also)) for e in errors), errors
 
 
 # --- guards: each one must catch its defect --------------------------------------------
@@ -574,12 +621,19 @@ def test_gateway_role_is_least_privilege(module: Module) -> None:
     ev = Evaluator(module, ALL_FEATURES)
     doc = policy_documents(module, ev)["aws_iam_role_policy.gateway_task.policy"]
     by_sid = {st["Sid"]: st for st in doc["Statement"]}
-    discover = by_sid["CloudMapDiscover"]
+    discover = by_sid["CloudMapDiscoverAgents"]
     assert sorted(discover["Action"]) == [
         "servicediscovery:DiscoverInstances",
         "servicediscovery:DiscoverInstancesRevision",
     ]
     assert discover["Resource"] == "*"  # these actions take no resource ARN
+    # ... but AWS's condition keys for them limit them to the module's names.
+    assert discover["Condition"] == {
+        "StringEquals": {
+            "servicediscovery:NamespaceName": "workflow.local",
+            "servicediscovery:ServiceName": "workflow-agent",
+        }
+    }
     for sid, action in (
         ("EcsListTasksInCluster", "ecs:ListTasks"),
         ("EcsDescribeTasksInCluster", "ecs:DescribeTasks"),
@@ -596,7 +650,7 @@ def test_gateway_role_is_least_privilege(module: Module) -> None:
             "Statement"
         ]
     }
-    assert sids == {"CloudMapDiscover", "EcsListTasksInCluster", "EcsDescribeTasksInCluster"}
+    assert sids == {"CloudMapDiscoverAgents", "EcsListTasksInCluster", "EcsDescribeTasksInCluster"}
     trust = policy_documents(module, off)["aws_iam_role.gateway_task.assume_role_policy"]
     (statement,) = trust["Statement"]
     assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
@@ -692,7 +746,83 @@ def test_deploy_doc_states_the_timings_and_the_choices() -> None:
         "350",
         "Service Connect",
         "2026-09-30",
-        "No Terraform binary",
+        "Proven offline",
+        "needs a real account",
+        "autoscaling",
+        "ConversationsInFlight",
     ):
         assert needle in text, needle
     assert str(config.DEFAULT_CLIENT_KEEPALIVE_SECONDS).split(".")[0] + " s" in text
+
+
+# --- Fargate sizes, scaling ------------------------------------------------------------
+
+# AWS's Fargate task size table (Linux): CPU units -> allowed memory (MiB).
+FARGATE_SIZES = {
+    256: [512, 1024, 2048],
+    512: list(range(1024, 4096 + 1, 1024)),
+    1024: list(range(2048, 8192 + 1, 1024)),
+    2048: list(range(4096, 16384 + 1, 1024)),
+    4096: list(range(8192, 30720 + 1, 1024)),
+    8192: list(range(16384, 61440 + 1, 4096)),
+    16384: list(range(32768, 122880 + 1, 8192)),
+}
+
+
+def test_every_fargate_size_is_accepted_and_nothing_else(module: Module) -> None:
+    for cpu, memories in FARGATE_SIZES.items():
+        for memory in sorted({*memories, 512, 1536, 3072, 4096, 8192, 30720, 32768, 61440, 65536}):
+            errors = [
+                e
+                for e in evaluator(module, agent_cpu=cpu, agent_memory=memory).validation_errors()
+                if e.startswith("agent_memory:")
+            ]
+            assert (errors == []) == (memory in memories), (cpu, memory, errors)
+
+
+def test_the_agent_scales_on_cpu_and_its_own_in_flight_metric(module: Module) -> None:
+    ev = evaluator(module)
+    env = env_of(container(ev, "agent"))
+    policy = module.resources[("aws_appautoscaling_policy", "agent_conversations")]
+    config = policy.block("target_tracking_scaling_policy_configuration")
+    assert config is not None
+    spec = config.body.block("customized_metric_specification")
+    assert spec is not None
+    assert ev.eval(spec.body.attrs["metric_name"]) == "ConversationsInFlight"
+    assert ev.eval(spec.body.attrs["namespace"]) == env["AGENT_METRICS_NAMESPACE"]
+    dims = {
+        ev.eval(d.body.attrs["name"]): ev.eval(d.body.attrs["value"])
+        for d in spec.body.all("dimensions")
+    }
+    # The agent publishes under exactly the dimensions the policy reads.
+    from ecsgrpc_apps.workflow.emf import METRIC_NAME, parse_dimensions
+
+    assert parse_dimensions(env["AGENT_METRICS_DIMENSIONS"]) == dims
+    assert METRIC_NAME == ev.local("agent_metric_name")
+    # null turns the load policy and the agent's metric off together.
+    off = evaluator(module, agent_conversations_per_task_target=None)
+    assert "AGENT_METRICS_NAMESPACE" not in env_of(container(off, "agent"))
+    # Scale-in never outpaces the drain: cooldown > stopTimeout (+ NLB delay).
+    assert ev.var("scale_in_cooldown_seconds") > ev.var("stop_timeout_seconds")
+    nlb = evaluator(
+        module, enable_nlb=True, max_connection_age_seconds=30, scale_in_cooldown_seconds=80
+    )
+    assert any(e.startswith("scale_in_cooldown_seconds:") for e in nlb.validation_errors())
+
+
+def test_alb_request_scaling_and_the_5xx_alarm_use_the_albs_labels(module: Module) -> None:
+    ev = evaluator(
+        module,
+        gateway_target_group_arn="arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/gw/0123456789abcdef",
+        gateway_alb_arn="arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/edge/fedcba9876543210",
+    )
+    assert ev.local("gateway_request_policy") is True
+    assert f"{ev.local('gateway_alb_suffix')}/{ev.local('gateway_tg_suffix')}" == (
+        "app/edge/fedcba9876543210/targetgroup/gw/0123456789abcdef"
+    )
+    assert ev.local("gateway_alarm_names") == [
+        "workflow-gateway-deployment-cpu",
+        "workflow-gateway-deployment-5xx",
+    ]
+    assert ev.validation_errors() == []
+    assert evaluator(module).local("gateway_request_policy") is False

@@ -1,7 +1,7 @@
 """Read a Terraform module with python-hcl2 and evaluate its expressions, for tests.
 
-No Terraform binary is available here, so the tests evaluate the subset of
-HCL the ecsgrpc module uses: literals, strings with interpolation, tuples,
+The tests evaluate the subset of HCL the ecsgrpc module uses (fast, for any
+input; tests/support/terraform_cli.py runs the real binary): literals, strings with interpolation, tuples,
 objects, ``var.``/``local.`` references, indexing, conditionals, operators
 with HCL's precedence (the grammar encodes it), ``for`` expressions and the
 functions listed in ``_FUNCTIONS``. References to resources evaluate to
@@ -160,6 +160,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "cidrhost": _cidrhost,
     "concat": lambda *xs: [v for x in xs for v in x],
     "contains": lambda xs, v: v in xs,
+    "distinct": lambda xs: list(dict.fromkeys(json.dumps(x, sort_keys=True) for x in xs)),
+    "startswith": lambda s, prefix: s.startswith(prefix),
     "floor": math.floor,
     "jsonencode": json.dumps,
     "keys": sorted,

@@ -12,6 +12,7 @@ from ecsgrpc.logs import configure_logging
 from ecsgrpc.server import serve
 from ecsgrpc_apps.cli.flags import SettingFlags, check_free
 from ecsgrpc_apps.telemetry.setup import configure_from_env
+from ecsgrpc_apps.workflow import emf
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
 from ecsgrpc_apps.workflow.settings import AgentSettings
 
@@ -66,4 +67,25 @@ def run(args: argparse.Namespace) -> int:
     )
     # OpenTelemetry export as the OTEL_* variables say (otel extra).
     configure_from_env("workflow-agent", servicer.instance_id)
-    return asyncio.run(serve([agent_service(servicer)], settings=server_settings))
+    return asyncio.run(_serve(servicer, agent_settings, server_settings))
+
+
+async def _serve(
+    servicer: WorkflowAgentServicer, settings: AgentSettings, server_settings: ServerSettings
+) -> int:
+    """Serve; with AGENT_METRICS_NAMESPACE also publish the in-flight count (EMF)."""
+    publisher = None
+    if settings.metrics_namespace is not None:
+        publisher = asyncio.create_task(
+            emf.publish(
+                settings.metrics_namespace,
+                emf.parse_dimensions(settings.metrics_dimensions),
+                lambda: servicer.in_flight,
+                interval=settings.metrics_interval_seconds,
+            )
+        )
+    try:
+        return await serve([agent_service(servicer)], settings=server_settings)
+    finally:
+        if publisher is not None:
+            publisher.cancel()

@@ -57,6 +57,12 @@ class WorkflowAgentServicer(pb2_grpc.WorkflowAgentServicer):  # type: ignore[mis
     def __init__(self, settings: AgentSettings | None = None) -> None:
         self._settings = settings or AgentSettings()
         self.instance_id = self._settings.instance_id or default_instance_id()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Conversations being answered now (the load the autoscaling metric reports)."""
+        return self._in_flight
 
     async def ProcessConversation(
         self, request: pb2.ConversationRequest, context: grpc.aio.ServicerContext
@@ -68,6 +74,7 @@ class WorkflowAgentServicer(pb2_grpc.WorkflowAgentServicer):  # type: ignore[mis
             return
         words = text.split()
         sent = 0
+        self._in_flight += 1
         try:
             yield self._event(request, 0, Kind.KIND_START)
             for index, word in enumerate(words):
@@ -90,6 +97,8 @@ class WorkflowAgentServicer(pb2_grpc.WorkflowAgentServicer):  # type: ignore[mis
                 },
             )
             raise
+        finally:
+            self._in_flight -= 1
 
     async def DescribeAgent(
         self, request: pb2.DescribeAgentRequest, context: grpc.aio.ServicerContext

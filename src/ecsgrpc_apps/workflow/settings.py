@@ -18,8 +18,10 @@ DEFAULT_CLOUDMAP_NAMESPACE = "workflow.local"
 DEFAULT_CLOUDMAP_SERVICE = "workflow-agent"
 DEFAULT_CLOUDMAP_DNS_TTL_SECONDS = 10
 WORKFLOW_SERVICE_TARGET_ENV = "WORKFLOW_SERVICE_TARGET"
+# The Cloud Map link names the port: ECS registers a task with A records only
+# (no SRV) without AWS_INSTANCE_PORT, and an instance without a port is skipped.
 DEFAULT_WORKFLOW_SERVICE_TARGET = (
-    f"cloudmap://{DEFAULT_CLOUDMAP_NAMESPACE}/{DEFAULT_CLOUDMAP_SERVICE}"
+    f"cloudmap://{DEFAULT_CLOUDMAP_NAMESPACE}/{DEFAULT_CLOUDMAP_SERVICE}?port={DEFAULT_GRPC_PORT}"
     f"|dns:///{DEFAULT_CLOUDMAP_SERVICE}.{DEFAULT_CLOUDMAP_NAMESPACE}:{DEFAULT_GRPC_PORT}"
 )
 
@@ -47,6 +49,12 @@ def _check_target(value: str) -> None:
     from ecsgrpc.targets import parse_target
 
     parse_target(value)  # ConfigError is a ValueError: its message is the reason
+
+
+def _check_dimensions(value: str) -> None:
+    from ecsgrpc_apps.workflow.emf import parse_dimensions
+
+    parse_dimensions(value)
 
 
 def _check_host(value: str) -> None:
@@ -118,6 +126,23 @@ class AgentSettings:
     )
     max_messages: int = setting(
         256, kind="int", ge=1, le=2**31 - 1, help="Most messages accepted per conversation."
+    )
+    metrics_namespace: str | None = setting(
+        None,
+        kind="str",
+        min_length=1,
+        max_length=255,
+        help="CloudWatch namespace of the in-flight conversations metric, written as "
+        "embedded metric format lines on stdout; unset: not written.",
+    )
+    metrics_dimensions: str = setting(
+        "",
+        kind="str",
+        check=_check_dimensions,
+        help="Dimensions of that metric, NAME=VALUE,NAME=VALUE.",
+    )
+    metrics_interval_seconds: float = setting(
+        10.0, kind="float", ge=1, le=60, help="Seconds between two metric lines."
     )
 
     def __post_init__(self) -> None:

@@ -10,8 +10,11 @@ resource "aws_service_discovery_private_dns_namespace" "this" {
 }
 
 resource "aws_service_discovery_service" "agent" {
-  name        = var.cloudmap_service_name
-  description = "Workflow agent gRPC tasks (port ${var.grpc_port})"
+  name = var.cloudmap_service_name
+  # The service's namespace at the top level (the API's NamespaceId;
+  # dns_config's copy is the older form, kept because the provider needs it).
+  namespace_id = aws_service_discovery_private_dns_namespace.this.id
+  description  = "Workflow agent gRPC tasks (port ${var.grpc_port})"
 
   dns_config {
     namespace_id = aws_service_discovery_private_dns_namespace.this.id

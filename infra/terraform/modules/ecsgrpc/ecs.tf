@@ -12,6 +12,7 @@ locals {
     name                   = local.agent_container_name
     image                  = var.agent_image
     essential              = true
+    entryPoint             = var.container_entrypoint
     command                = var.agent_command
     readonlyRootFilesystem = var.readonly_root_filesystem
     stopTimeout            = var.stop_timeout_seconds
@@ -45,6 +46,7 @@ locals {
     name                   = local.gateway_container_name
     image                  = var.gateway_image
     essential              = true
+    entryPoint             = var.container_entrypoint
     command                = local.gateway_command
     readonlyRootFilesystem = var.readonly_root_filesystem
     stopTimeout            = var.stop_timeout_seconds
@@ -114,8 +116,20 @@ resource "aws_ecs_service" "agent" {
   cluster          = var.cluster_arn
   task_definition  = aws_ecs_task_definition.agent.arn
   desired_count    = var.agent_desired_count
-  launch_type      = "FARGATE"
+  launch_type      = length(var.capacity_provider_strategy) == 0 ? "FARGATE" : null
   platform_version = "LATEST"
+
+  dynamic "capacity_provider_strategy" {
+    for_each = var.capacity_provider_strategy
+    content {
+      capacity_provider = capacity_provider_strategy.value.capacity_provider
+      weight            = capacity_provider_strategy.value.weight
+      base              = capacity_provider_strategy.value.base
+    }
+  }
+
+  # `terraform apply` returns only once the deployment is steady (or fails).
+  wait_for_steady_state = var.wait_for_steady_state
 
   # Rolling deploy: never below the desired count, up to twice it while new
   # tasks start; a deployment that cannot get healthy rolls back by itself.
@@ -124,6 +138,14 @@ resource "aws_ecs_service" "agent" {
   deployment_circuit_breaker {
     enable   = true
     rollback = true
+  }
+  dynamic "alarms" {
+    for_each = length(local.agent_alarm_names) > 0 ? [local.agent_alarm_names] : []
+    content {
+      alarm_names = alarms.value
+      enable      = true
+      rollback    = true
+    }
   }
 
   enable_execute_command  = var.enable_execute_command
@@ -159,10 +181,15 @@ resource "aws_ecs_service" "agent" {
 
   tags = local.common_tags
 
+  # Application Auto Scaling owns the count after creation (autoscaling.tf).
+  lifecycle {
+    ignore_changes = [desired_count]
+  }
+
   # The listener attaches the target group to the NLB, which ECS requires
   # before a service may use it; the role policy must outlive the service
   # (the provider's note on services stuck DRAINING).
-  depends_on = [aws_lb_listener.agent, aws_iam_role_policy.execution]
+  depends_on = [aws_lb_listener.agent, aws_iam_role_policy.execution, aws_cloudwatch_metric_alarm.deployment_cpu]
 }
 
 resource "aws_ecs_service" "gateway" {
@@ -170,14 +197,34 @@ resource "aws_ecs_service" "gateway" {
   cluster          = var.cluster_arn
   task_definition  = aws_ecs_task_definition.gateway.arn
   desired_count    = var.gateway_desired_count
-  launch_type      = "FARGATE"
+  launch_type      = length(var.capacity_provider_strategy) == 0 ? "FARGATE" : null
   platform_version = "LATEST"
+
+  dynamic "capacity_provider_strategy" {
+    for_each = var.capacity_provider_strategy
+    content {
+      capacity_provider = capacity_provider_strategy.value.capacity_provider
+      weight            = capacity_provider_strategy.value.weight
+      base              = capacity_provider_strategy.value.base
+    }
+  }
+
+  # `terraform apply` returns only once the deployment is steady (or fails).
+  wait_for_steady_state = var.wait_for_steady_state
 
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
   deployment_circuit_breaker {
     enable   = true
     rollback = true
+  }
+  dynamic "alarms" {
+    for_each = length(local.gateway_alarm_names) > 0 ? [local.gateway_alarm_names] : []
+    content {
+      alarm_names = alarms.value
+      enable      = true
+      rollback    = true
+    }
   }
 
   enable_execute_command  = var.enable_execute_command
@@ -203,5 +250,14 @@ resource "aws_ecs_service" "gateway" {
 
   tags = local.common_tags
 
-  depends_on = [aws_iam_role_policy.execution, aws_iam_role_policy.gateway_task]
+  lifecycle {
+    ignore_changes = [desired_count]
+  }
+
+  depends_on = [
+    aws_iam_role_policy.execution,
+    aws_iam_role_policy.gateway_task,
+    aws_cloudwatch_metric_alarm.deployment_cpu,
+    aws_cloudwatch_metric_alarm.gateway_5xx,
+  ]
 }

@@ -1,5 +1,7 @@
 # IAM: one execution role (image pull, logs) and one least-privilege task role
-# per service. Every policy is written with jsonencode so tests can parse the
+# per service. IAM names are global to the account, so the role names carry
+# the region: the module applied in two regions of one account does not
+# collide. Every policy is written with jsonencode so tests can parse the
 # documents and reject wildcard actions. No action anywhere ends in "*".
 
 locals {
@@ -73,13 +75,20 @@ locals {
     Version = "2012-10-17"
     Statement = concat([
       {
-        # cloudmap:// route. These two actions support no resource-level
-        # permissions (AWS's own AWSCloudMapDiscoverInstanceAccess policy
-        # grants them on "*"), so "*" is the only valid Resource.
-        Sid      = "CloudMapDiscover"
+        # cloudmap:// route. These actions take no resource ARN, so Resource
+        # is "*"; the condition keys AWS defines for them
+        # (servicediscovery:NamespaceName, servicediscovery:ServiceName) limit
+        # them to this module's namespace and service.
+        Sid      = "CloudMapDiscoverAgents"
         Effect   = "Allow"
         Action   = ["servicediscovery:DiscoverInstances", "servicediscovery:DiscoverInstancesRevision"]
         Resource = "*"
+        Condition = {
+          StringEquals = {
+            "servicediscovery:NamespaceName" = var.cloudmap_namespace
+            "servicediscovery:ServiceName"   = var.cloudmap_service_name
+          }
+        }
       },
       {
         # ecs:// route: list the agent tasks of this cluster only.
@@ -101,7 +110,7 @@ locals {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${var.name_prefix}-ecs-execution"
+  name               = "${var.name_prefix}-ecs-execution-${local.region}"
   description        = "Pulls the ecsgrpc images and writes their logs."
   assume_role_policy = local.ecs_tasks_trust_policy
   tags               = local.common_tags
@@ -114,7 +123,7 @@ resource "aws_iam_role_policy" "execution" {
 }
 
 resource "aws_iam_role" "agent_task" {
-  name               = "${local.agent_name}-task"
+  name               = "${local.agent_name}-task-${local.region}"
   description        = "Workflow agent: calls no AWS API (ECS Exec only when enabled)."
   assume_role_policy = local.ecs_tasks_trust_policy
   tags               = local.common_tags
@@ -131,7 +140,7 @@ resource "aws_iam_role_policy" "agent_task" {
 }
 
 resource "aws_iam_role" "gateway_task" {
-  name               = "${local.gateway_name}-task"
+  name               = "${local.gateway_name}-task-${local.region}"
   description        = "API gateway: discovers the agents through Cloud Map and the ECS API."
   assume_role_policy = local.ecs_tasks_trust_policy
   tags               = local.common_tags

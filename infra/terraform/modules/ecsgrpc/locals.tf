@@ -13,9 +13,11 @@ locals {
   # The client's targets, built from this module's own Cloud Map names so the
   # gateway can never point at a namespace or service that does not exist.
   # Same shape as ecsgrpc's deployed default:
-  #   cloudmap://workflow.local/workflow-agent|dns:///workflow-agent.workflow.local:50051
+  #   cloudmap://workflow.local/workflow-agent?port=50051|dns:///workflow-agent.workflow.local:50051
+  # The port is in the Cloud Map target: with A records only (no SRV), ECS
+  # registers each task without AWS_INSTANCE_PORT.
   agent_fqdn              = "${var.cloudmap_service_name}.${var.cloudmap_namespace}"
-  cloudmap_target         = "cloudmap://${var.cloudmap_namespace}/${var.cloudmap_service_name}"
+  cloudmap_target         = "cloudmap://${var.cloudmap_namespace}/${var.cloudmap_service_name}?port=${var.grpc_port}"
   dns_target              = "dns:///${local.agent_fqdn}:${var.grpc_port}"
   srv_target              = var.enable_srv_records ? "dns+srv:///${local.agent_fqdn}" : null
   workflow_service_target = "${local.cloudmap_target}|${local.dns_target}"
@@ -26,9 +28,14 @@ locals {
 
   dns_record_types = var.enable_srv_records ? ["A", "SRV"] : ["A"]
 
+  # The arguments after the entry point (ECS runs entryPoint + command).
   gateway_command = var.gateway_command != null ? var.gateway_command : [
-    "ecsgrpc", "gateway", "--host", "0.0.0.0", "--port", tostring(var.gateway_port),
+    "gateway", "--host", "0.0.0.0", "--port", tostring(var.gateway_port),
   ]
+
+  # The agent's in-flight conversations, published by the agent itself as
+  # CloudWatch embedded metric format lines (autoscaling.tf scales on it).
+  agent_metric_name = "ConversationsInFlight"
 
   # Seconds are passed as strings: container environment values are strings.
   agent_environment = merge(
@@ -39,6 +46,10 @@ locals {
       GRPC_DRAIN_SECONDS = tostring(var.drain_seconds)
       GRPC_GRACE_SECONDS = tostring(var.grace_seconds)
       GRPC_LOG_JSON      = "true"
+    },
+    var.agent_conversations_per_task_target == null ? {} : {
+      AGENT_METRICS_NAMESPACE  = var.metrics_namespace
+      AGENT_METRICS_DIMENSIONS = "ClusterName=${local.cluster_name},ServiceName=${local.agent_name}"
     },
     var.max_connection_age_seconds == null ? {} : {
       GRPC_MAX_CONNECTION_AGE_SECONDS = tostring(var.max_connection_age_seconds)

@@ -137,16 +137,40 @@ variable "gateway_image" {
   }
 }
 
-variable "agent_command" {
-  description = "Command of the agent container. Settings come from the environment (GRPC_*)."
+variable "container_entrypoint" {
+  description = "entryPoint of both containers. The task definition states it, so ECS runs entryPoint + command whatever ENTRYPOINT the image was built with (deploy/Dockerfile's is the same: [\"ecsgrpc\"])."
   type        = list(string)
-  default     = ["ecsgrpc", "agent"]
+  default     = ["ecsgrpc"]
+
+  validation {
+    condition     = length(var.container_entrypoint) > 0
+    error_message = "container_entrypoint must name a program, e.g. [\"ecsgrpc\"]."
+  }
+}
+
+variable "agent_command" {
+  description = "Command of the agent container: the arguments after container_entrypoint (ECS runs entryPoint + command). Settings come from the environment (GRPC_*)."
+  type        = list(string)
+  default     = ["agent"]
+
+  validation {
+    # ECS's command replaces the image's CMD and keeps the entry point: with
+    # entryPoint ["ecsgrpc"], ["ecsgrpc", "agent"] would run
+    # `ecsgrpc ecsgrpc agent` and exit 2 at start.
+    condition     = length(var.agent_command) > 0 && (length(var.container_entrypoint) == 1 ? var.agent_command[0] != var.container_entrypoint[0] : true)
+    error_message = "agent_command must be the arguments after the entry point (e.g. [\"agent\"]): ECS runs entryPoint + command, so repeating the entry point's program runs it twice."
+  }
 }
 
 variable "gateway_command" {
-  description = "Command of the gateway container; null builds `ecsgrpc gateway --host 0.0.0.0 --port <gateway_port>`. The target comes from WORKFLOW_SERVICE_TARGET."
+  description = "Command of the gateway container (after container_entrypoint); null builds [\"gateway\", \"--host\", \"0.0.0.0\", \"--port\", <gateway_port>]. The target comes from WORKFLOW_SERVICE_TARGET."
   type        = list(string)
   default     = null
+
+  validation {
+    condition     = var.gateway_command == null ? true : length(var.gateway_command) > 0 && (length(var.container_entrypoint) == 1 ? var.gateway_command[0] != var.container_entrypoint[0] : true)
+    error_message = "gateway_command must be the arguments after the entry point (e.g. [\"gateway\", \"--port\", \"8080\"]): ECS runs entryPoint + command, so repeating the entry point's program runs it twice."
+  }
 }
 
 variable "ecr_repository_arns" {
@@ -183,8 +207,8 @@ variable "agent_environment" {
   default     = {}
 
   validation {
-    condition     = length(setintersection(keys(var.agent_environment), ["GRPC_HOST", "GRPC_PORT", "GRPC_DRAIN_SECONDS", "GRPC_GRACE_SECONDS", "GRPC_MAX_CONNECTION_AGE_SECONDS"])) == 0
-    error_message = "agent_environment must not set GRPC_HOST, GRPC_PORT, GRPC_DRAIN_SECONDS, GRPC_GRACE_SECONDS or GRPC_MAX_CONNECTION_AGE_SECONDS: use the module's variables."
+    condition     = length(setintersection(keys(var.agent_environment), ["GRPC_HOST", "GRPC_PORT", "GRPC_DRAIN_SECONDS", "GRPC_GRACE_SECONDS", "GRPC_MAX_CONNECTION_AGE_SECONDS", "AGENT_METRICS_NAMESPACE", "AGENT_METRICS_DIMENSIONS"])) == 0
+    error_message = "agent_environment must not set GRPC_HOST, GRPC_PORT, GRPC_DRAIN_SECONDS, GRPC_GRACE_SECONDS, GRPC_MAX_CONNECTION_AGE_SECONDS, AGENT_METRICS_NAMESPACE or AGENT_METRICS_DIMENSIONS: use the module's variables."
   }
 }
 
@@ -213,13 +237,23 @@ variable "agent_cpu" {
 }
 
 variable "agent_memory" {
-  description = "Memory (MiB) of the agent task; must be a valid Fargate pairing with agent_cpu."
+  description = "Memory (MiB) of the agent task; must be a Fargate pairing with agent_cpu (256: 512/1024/2048; 512: 1024-4096; 1024: 2048-8192; 2048: 4096-16384 in 1024 steps; 4096: 8192-30720 in 1024 steps; 8192: 16384-61440 in 4096 steps; 16384: 32768-122880 in 8192 steps)."
   type        = number
   default     = 1024
 
   validation {
-    condition     = var.agent_memory >= 512 && var.agent_memory <= 122880 && floor(var.agent_memory) == var.agent_memory
-    error_message = "agent_memory must be a whole number of MiB from 512 to 122880."
+    # The Fargate task size table: a pair outside it plans, then fails at apply.
+    condition = (
+      var.agent_cpu == 256 ? contains([512, 1024, 2048], var.agent_memory) :
+      var.agent_cpu == 512 ? var.agent_memory >= 1024 && var.agent_memory <= 4096 && var.agent_memory % 1024 == 0 :
+      var.agent_cpu == 1024 ? var.agent_memory >= 2048 && var.agent_memory <= 8192 && var.agent_memory % 1024 == 0 :
+      var.agent_cpu == 2048 ? var.agent_memory >= 4096 && var.agent_memory <= 16384 && var.agent_memory % 1024 == 0 :
+      var.agent_cpu == 4096 ? var.agent_memory >= 8192 && var.agent_memory <= 30720 && var.agent_memory % 1024 == 0 :
+      var.agent_cpu == 8192 ? var.agent_memory >= 16384 && var.agent_memory <= 61440 && var.agent_memory % 4096 == 0 :
+      var.agent_cpu == 16384 ? var.agent_memory >= 32768 && var.agent_memory <= 122880 && var.agent_memory % 8192 == 0 :
+      false
+    )
+    error_message = "agent_memory is not a Fargate size for agent_cpu (256 CPU: 512, 1024 or 2048 MiB; 512: 1024-4096; 1024: 2048-8192; 2048: 4096-16384; 4096: 8192-30720, in 1024 MiB steps; 8192: 16384-61440 in 4096 steps; 16384: 32768-122880 in 8192 steps)."
   }
 }
 
@@ -235,13 +269,23 @@ variable "gateway_cpu" {
 }
 
 variable "gateway_memory" {
-  description = "Memory (MiB) of the gateway task; must be a valid Fargate pairing with gateway_cpu."
+  description = "Memory (MiB) of the gateway task; must be a Fargate pairing with gateway_cpu (256: 512/1024/2048; 512: 1024-4096; 1024: 2048-8192; 2048: 4096-16384 in 1024 steps; 4096: 8192-30720 in 1024 steps; 8192: 16384-61440 in 4096 steps; 16384: 32768-122880 in 8192 steps)."
   type        = number
   default     = 1024
 
   validation {
-    condition     = var.gateway_memory >= 512 && var.gateway_memory <= 122880 && floor(var.gateway_memory) == var.gateway_memory
-    error_message = "gateway_memory must be a whole number of MiB from 512 to 122880."
+    # The Fargate task size table: a pair outside it plans, then fails at apply.
+    condition = (
+      var.gateway_cpu == 256 ? contains([512, 1024, 2048], var.gateway_memory) :
+      var.gateway_cpu == 512 ? var.gateway_memory >= 1024 && var.gateway_memory <= 4096 && var.gateway_memory % 1024 == 0 :
+      var.gateway_cpu == 1024 ? var.gateway_memory >= 2048 && var.gateway_memory <= 8192 && var.gateway_memory % 1024 == 0 :
+      var.gateway_cpu == 2048 ? var.gateway_memory >= 4096 && var.gateway_memory <= 16384 && var.gateway_memory % 1024 == 0 :
+      var.gateway_cpu == 4096 ? var.gateway_memory >= 8192 && var.gateway_memory <= 30720 && var.gateway_memory % 1024 == 0 :
+      var.gateway_cpu == 8192 ? var.gateway_memory >= 16384 && var.gateway_memory <= 61440 && var.gateway_memory % 4096 == 0 :
+      var.gateway_cpu == 16384 ? var.gateway_memory >= 32768 && var.gateway_memory <= 122880 && var.gateway_memory % 8192 == 0 :
+      false
+    )
+    error_message = "gateway_memory is not a Fargate size for gateway_cpu (256 CPU: 512, 1024 or 2048 MiB; 512: 1024-4096; 1024: 2048-8192; 2048: 4096-16384; 4096: 8192-30720, in 1024 MiB steps; 8192: 16384-61440 in 4096 steps; 16384: 32768-122880 in 8192 steps)."
   }
 }
 
@@ -363,9 +407,16 @@ variable "log_kms_key_arn" {
 # --- access -----------------------------------------------------------------
 
 variable "enable_execute_command" {
-  description = "Allow ECS Exec into the tasks (adds the ssmmessages permissions to both task roles)."
+  description = "Allow ECS Exec into the tasks (adds the ssmmessages permissions to both task roles). Needs readonly_root_filesystem = false: the SSM agent ECS Exec starts in the container writes to its filesystem."
   type        = bool
   default     = false
+
+  validation {
+    # AWS documents that ECS Exec does not work with readonlyRootFilesystem:
+    # the task starts, and every `aws ecs execute-command` then fails.
+    condition     = var.enable_execute_command ? !var.readonly_root_filesystem : true
+    error_message = "enable_execute_command = true needs readonly_root_filesystem = false: ECS Exec's SSM agent cannot start in a read-only container filesystem, so the sessions would fail."
+  }
 }
 
 variable "aws_api_egress_cidr_blocks" {
