@@ -246,3 +246,13 @@ def test_the_core_is_only_what_the_library_needs() -> None:
         "dnspython",
         "prometheus-client",
     }
+
+
+def test_the_otel_and_xds_extras_work_together() -> None:
+    """xds-protos carries an old opentelemetry/proto; `make` puts the real one back
+    (scripts/fix_otel_proto.py): the OTLP messages and the xDS ones both import."""
+    from envoy.service.discovery.v3 import discovery_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+
+    assert hasattr(common_pb2, "InstrumentationScope")
+    assert discovery_pb2.DiscoveryRequest.DESCRIPTOR.full_name.startswith("envoy.service")
