@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ecsgrpc.security.tokens import BearerToken
     from ecsgrpc.server import Server, ServerState, ServiceSpec, serve
     from ecsgrpc.targets import parse_target
+    from ecsgrpc.telemetry import Telemetry
 
 # Exported name -> module. Loaded on first use (PEP 562), so a small command
 # such as `ecsgrpc probe` does not import the resolvers or grpc's aio stack.
@@ -49,6 +50,7 @@ _EXPORTS = {
     "register_policy": "ecsgrpc.balancing.picker",
     "RetryPolicy": "ecsgrpc.balancing.retry",
     "StallConfig": "ecsgrpc.balancing.stall",
+    "Telemetry": "ecsgrpc.telemetry",
     "EndpointStatus": "ecsgrpc.balancing.status",
     "ServerSettings": "ecsgrpc.config",
     "resolve": "ecsgrpc.discovery",
@@ -115,6 +117,7 @@ __all__ = [
     "ServiceSpec",
     "StallConfig",
     "StreamInterrupted",
+    "Telemetry",
     "connect",
     "parse_target",
     "register_policy",

@@ -71,7 +71,7 @@ def test_the_apps_refuse_a_bad_variable_in_one_line(command: str) -> None:
     assert result.returncode == 2
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert lines == [
-        "ecsgrpc: error: OTEL_TRACES_EXPORTER=jaeger: unknown exporter 'jaeger'; "
+        f"ecsgrpc {command}: error: OTEL_TRACES_EXPORTER=jaeger: unknown exporter 'jaeger'; "
         "choose from otlp, console, none"
     ]
 

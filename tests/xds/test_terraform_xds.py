@@ -56,11 +56,13 @@ def test_control_plane_command_and_health_check_are_what_the_code_serves(module:
     ev = Evaluator(module, XDS_ON)
     assert [ev.attr(r, "count") for r in XDS_RESOURCES] == [1] * len(XDS_RESOURCES)
     xds = _container(ev, "xds")
-    command = xds["command"]
+    # ECS runs ENTRYPOINT + command: ["ecsgrpc"] + ["xds", "serve", ...].
+    assert xds["entryPoint"] == ["ecsgrpc"]
+    command = ["ecsgrpc", *xds["command"]]
     assert command[:3] == ["ecsgrpc", "xds", "serve"]
     service = parse_service(command[command.index("--service") + 1])
     assert service.name == "workflow-agent"
-    assert service.target == "cloudmap://workflow.local/workflow-agent?poll=5"
+    assert service.target == "cloudmap://workflow.local/workflow-agent?port=50051&poll=5"
     assert xds["portMappings"][0]["containerPort"] == int(command[command.index("--port") + 1])
     health = xds["healthCheck"]["command"]
     assert health[1:3] == ["ecsgrpc", "probe"] and ADS_SERVICE in health

@@ -40,7 +40,8 @@ from ecsgrpc.telemetry import resolve as resolve_telemetry
 
 __all__ = ["Server", "ServerState", "ServiceSpec", "can_transition", "serve", "server_options"]
 
-log = logging.getLogger(__name__)
+# The name users configure (and tests read): the server package, not this module.
+log = logging.getLogger("ecsgrpc.server")
 
 
 class _Announcer:

@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 from ecsgrpc.cli.base import CommandParser, add_version
+from ecsgrpc.errors import ConfigError
 from ecsgrpc.logs import configure_logging
 from ecsgrpc_apps.cli.flags import SettingFlags, check_free
 from ecsgrpc_apps.gateway.settings import GatewaySettings
@@ -51,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
     values, names = flags.values(args, GatewaySettings)
     settings = load(GatewaySettings, given_as=names, **values)
     if args.target is not None:
-        from ecsgrpc.targets import parse_target
+        from ecsgrpc_apps.workflow.settings import check_target
 
-        parse_target(args.target)
+        try:
+            check_target(args.target)  # our targets, and xds:/// (gRPC's xDS client)
+        except ValueError as exc:
+            raise ConfigError(f"--target {args.target!r}: {exc}") from None
     if not settings.reuse_port:  # with SO_REUSEPORT, sharing the port is the point
         check_free(settings.host, settings.port)
     configure_logging(

@@ -41,6 +41,7 @@ from ecsgrpc_apps.gateway.limiter import AdaptiveLimit
 from ecsgrpc_apps.gateway.limits import BodyTooLarge, Disconnected, check_headers, read_body
 from ecsgrpc_apps.gateway.models import ConversationIn
 from ecsgrpc_apps.gateway.sse import EventStreamResponse
+from ecsgrpc_apps.gateway.tracing import traced
 
 __all__ = ["DEADLINE_HEADER", "Front", "parse_timeout"]
 
@@ -124,7 +125,7 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == _ROUTE and scope["method"] == "POST":
-            await self.conversation(scope, receive, send)
+            await traced(self.conversation, _ROUTE, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 

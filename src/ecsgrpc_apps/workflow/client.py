@@ -81,7 +81,7 @@ class WorkflowClient:
                 security = client_security_from_env()
                 if security.enabled:
                     channel_options["security"] = security
-            if target.startswith("xds:"):
+            if isinstance(target, str) and target.startswith("xds:"):
                 # gRPC's own xDS client, fed by an ecsgrpc xds control plane.
                 from ecsgrpc.xds.channel import xds_channel
 

@@ -26,6 +26,7 @@ DEFAULT_WORKFLOW_SERVICE_TARGET = (
 )
 
 __all__ = [
+    "check_target",
     "AgentSettings",
     "DEFAULT_CLOUDMAP_DNS_TTL_SECONDS",
     "DEFAULT_CLOUDMAP_NAMESPACE",
@@ -40,7 +41,8 @@ __all__ = [
 DEFAULT_WORKFLOW_TARGET = DEFAULT_WORKFLOW_SERVICE_TARGET
 
 
-def _check_target(value: str) -> None:
+def check_target(value: str) -> None:
+    """ValueError (ConfigError) when ``value`` is neither one of our targets nor ``xds:``."""
     if value.startswith("xds:"):
         from ecsgrpc.xds.channel import check_xds_target
 
@@ -76,7 +78,7 @@ class ClientSettings:
     ENV_PREFIX: ClassVar[str] = "WORKFLOW_SERVICE_"
 
     target: str | None = setting(
-        None, kind="str", check=_check_target, help="A target (see docs/discovery.md)."
+        None, kind="str", check=check_target, help="A target (see docs/discovery.md)."
     )
     host: str | None = setting(
         None, kind="str", min_length=1, check=_check_host, help="Direct mode: one agent's host."

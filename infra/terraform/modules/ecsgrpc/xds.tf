@@ -36,10 +36,10 @@ locals {
   } : {}
 
   xds_command = [
-    "ecsgrpc", "xds", "serve",
+    "xds", "serve",
     "--host", "0.0.0.0",
     "--port", tostring(var.xds_port),
-    "--service", "${var.cloudmap_service_name}=${local.cloudmap_target}?poll=${var.xds_poll_seconds}",
+    "--service", "${var.cloudmap_service_name}=${local.cloudmap_target}&poll=${var.xds_poll_seconds}",
     "--drain-seconds", tostring(var.drain_seconds),
     "--log-json",
   ]
@@ -48,6 +48,7 @@ locals {
     name                   = local.xds_container_name
     image                  = local.xds_image
     essential              = true
+    entryPoint             = var.container_entrypoint
     command                = local.xds_command
     readonlyRootFilesystem = var.readonly_root_filesystem
     stopTimeout            = var.stop_timeout_seconds
