@@ -157,6 +157,7 @@ DISTRIBUTIONS = {
     "moto": "moto",
     "fastapi": "fastapi",
     "starlette": "starlette",
+    "h11": "h11",
     "uvicorn": "uvicorn",
     "pydantic": "pydantic",
     "pydantic_settings": "pydantic-settings",
