@@ -220,6 +220,8 @@ LIBRARY_EXTRAS = {
     "botocore": "aws",
     "aiohttp": "aws",
     "grpc_reflection": "agent",
+    "envoy": "xds",
+    "opentelemetry": "otel",
 }
 
 
