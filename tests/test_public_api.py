@@ -16,10 +16,10 @@ def test_every_exported_name_resolves() -> None:
 
 def test_the_probe_does_not_import_the_heavy_stacks() -> None:
     check = (
-        "import sys, runpy\n"
-        "sys.argv = ['ecsgrpc', 'probe', '127.0.0.1:1', '--timeout', '0.05']\n"
-        "try:\n    runpy.run_module('ecsgrpc', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
+        # main(argv) returns (the console script exits at once, skipping teardown)
+        "import sys\n"
+        "from ecsgrpc.cli import main\n"
+        "main(['probe', '127.0.0.1:1', '--timeout', '0.05'])\n"
         "heavy = [m for m in ('aiobotocore', 'fastapi', 'matplotlib', 'moto') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
@@ -259,3 +259,26 @@ def test_the_otel_and_xds_extras_work_together() -> None:
 
     assert hasattr(common_pb2, "InstrumentationScope")
     assert discovery_pb2.DiscoveryRequest.DESCRIPTOR.full_name.startswith("envoy.service")
+
+
+def test_connect_loads_the_call_machinery_on_first_use_only() -> None:
+    """What a process pays for `import ecsgrpc; connect(static)`: grpc and our
+    target parsing; metrics, the balancer and OpenTelemetry load with the first
+    call (the cost numbers are in docs/benchmarks.md)."""
+    check = (
+        "import sys, ecsgrpc\n"
+        "channel = ecsgrpc.connect('static:///127.0.0.1:1')\n"
+        "lazy = ('prometheus_client', 'opentelemetry', 'dns', 'ecsgrpc.balancing.balancer',\n"
+        "        'ecsgrpc.balancing.router', 'ecsgrpc.balancing.calls', 'ecsgrpc.metrics')\n"
+        "print('AT CONNECT', [m for m in lazy if m in sys.modules])\n"
+        "channel.unary_unary('/grpc.health.v1.Health/Check')\n"
+        "print('AFTER USE', [m for m in lazy[3:] if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=30
+    )
+    assert "AT CONNECT []" in result.stdout, result.stdout + result.stderr
+    assert (
+        "AFTER USE ['ecsgrpc.balancing.balancer', 'ecsgrpc.balancing.router', "
+        "'ecsgrpc.balancing.calls', 'ecsgrpc.metrics']" in result.stdout
+    ), result.stdout + result.stderr

@@ -16,9 +16,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -55,8 +56,18 @@ ACTIONS = ("finish", "headers_first", "cancel_now", "cancel_later", "abandon", "
 class Servers:
     procs: list[subprocess.Popen[str]]
     ports: list[int]
+    # Kills and restarts run in threads; two kills of one server in a batch
+    # must not both start a replacement (grpc binds with SO_REUSEPORT, so both
+    # would start, and the first would outlive the test).
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, i: int, port: int = 0) -> None:
+        with self.lock:
+            self._start(i, port)
+
+    def _start(self, i: int, port: int) -> None:
+        if i < len(self.procs) and self.procs[i].poll() is None:
+            return  # already running (restarted by another kill of the same server)
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.call_service", HOSTS[i], str(port)],
             stdout=subprocess.PIPE,
@@ -75,8 +86,9 @@ class Servers:
             self.ports.append(int(line))
 
     def kill(self, i: int) -> None:
-        self.procs[i].send_signal(signal.SIGKILL)
-        self.procs[i].wait(5)
+        with self.lock:
+            self.procs[i].send_signal(signal.SIGKILL)
+            self.procs[i].wait(5)
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -8,6 +8,7 @@ subchannel per endpoint, and routes each call through the current picker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Collection, Sequence
@@ -15,32 +16,33 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import grpc
-from prometheus_client import CollectorRegistry
 
-from ecsgrpc.balancing.balancer import Balancer
-from ecsgrpc.balancing.callables import (
-    Interceptors,
-    StreamStreamMultiCallable,
-    StreamUnaryMultiCallable,
-    UnaryStreamMultiCallable,
-    UnaryUnaryMultiCallable,
-)
-from ecsgrpc.balancing.outlier import OutlierConfig, OutlierDetector
-from ecsgrpc.balancing.picker import POLICIES, ZonePolicy
-from ecsgrpc.balancing.retry import RetryPolicy
-from ecsgrpc.balancing.router import Router
-from ecsgrpc.balancing.stall import StallConfig
-from ecsgrpc.balancing.status import EndpointStatus
-from ecsgrpc.balancing.zone import detect_zone
+from ecsgrpc.balancing.picker import POLICIES
 from ecsgrpc.defaults import DEFAULT_CLIENT_KEEPALIVE_SECONDS
 from ecsgrpc.errors import ConfigError, NoEndpointAvailable
-from ecsgrpc.metrics import client_metrics
 from ecsgrpc.resolvers.base import Resolver
-from ecsgrpc.security.diagnose import explain_connect_error
 from ecsgrpc.telemetry import Telemetry
 from ecsgrpc.telemetry import resolve as resolve_telemetry
 
 if TYPE_CHECKING:
+    # The call machinery (balancer, router, call objects, metrics) loads when
+    # the channel is first used, not at connect(): what a process pays to
+    # import the library and connect stays near grpc.aio's own cost.
+    from prometheus_client import CollectorRegistry
+
+    from ecsgrpc.balancing.balancer import Balancer
+    from ecsgrpc.balancing.callables import (
+        Interceptors,
+        StreamStreamMultiCallable,
+        StreamUnaryMultiCallable,
+        UnaryStreamMultiCallable,
+        UnaryUnaryMultiCallable,
+    )
+    from ecsgrpc.balancing.outlier import OutlierConfig
+    from ecsgrpc.balancing.retry import RetryPolicy
+    from ecsgrpc.balancing.router import Router
+    from ecsgrpc.balancing.stall import StallConfig
+    from ecsgrpc.balancing.status import EndpointStatus
     from ecsgrpc.telemetry.client import ClientTelemetry
 
 if TYPE_CHECKING:  # loaded only when security is configured (import cost of connect())
@@ -116,7 +118,6 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         stall: StallConfig | None = None,
         telemetry: Telemetry | bool | None = None,
     ) -> None:
-        self._interceptors = Interceptors(interceptors)
         chosen = resolve_telemetry(telemetry)
         if credentials is not None and security is not None and security.tls is not None:
             raise ConfigError("give TLS either as credentials= or as security=, not both")
@@ -135,35 +136,72 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         if security is not None and security.token is not None and not self.uses_tls:
             log.warning("a bearer token is configured without TLS: it travels in plaintext")
         self._options = channel_options(options)
-        self._metrics = client_metrics(registry)
         self._connect_timeout = connect_timeout
         self._zone = zone
         self._detect_zone = detect_ecs_zone and zone is None
-        self._balancer = Balancer(
-            target=target,
+        # Everything the first use builds (see _build).
+        self._settings = _Settings(
             policy=policy,
-            channel_factory=self._new_channel,
-            metrics=self._metrics,
-            outlier=OutlierDetector(outlier),
-            zone_policy=ZonePolicy(zone) if zone else None,
             health_check=health_check,
             health_service=health_service,
-            on_endpoint_lost=self._resolve_now,
+            retry=retry,
+            outlier=outlier,
+            registry=registry,
+            idempotent_methods=idempotent_methods,
+            interceptors=tuple(interceptors),
             stall=stall,
+            telemetry=chosen,
         )
-        self._router = Router(
-            balancer=self._balancer,
-            target=target,
-            policy=retry or RetryPolicy(),
-            idempotent=idempotent_methods,
-            metrics=self._metrics,
-            connect_timeout=connect_timeout,
-            start=self._ensure_started,
-            describe=self._describe,
-            telemetry=None if chosen is None else _client_telemetry(chosen, target),
-        )
+        if interceptors:
+            _ = self._interceptors  # a bad interceptor is a ConfigError now, not at the first call
         self._watch_task: asyncio.Task[None] | None = None
         self._closed = False
+
+    @functools.cached_property
+    def _balancer(self) -> Balancer:
+        from ecsgrpc.balancing.balancer import Balancer
+        from ecsgrpc.balancing.outlier import OutlierDetector
+        from ecsgrpc.balancing.picker import ZonePolicy
+        from ecsgrpc.metrics import client_metrics
+
+        s = self._settings
+        return Balancer(
+            target=self.target,
+            policy=s.policy,
+            channel_factory=self._new_channel,
+            metrics=client_metrics(s.registry),
+            outlier=OutlierDetector(s.outlier),
+            zone_policy=ZonePolicy(self._zone) if self._zone else None,
+            health_check=s.health_check,
+            health_service=s.health_service,
+            on_endpoint_lost=self._resolve_now,
+            stall=s.stall,
+        )
+
+    @functools.cached_property
+    def _router(self) -> Router:
+        from ecsgrpc.balancing.retry import RetryPolicy
+        from ecsgrpc.balancing.router import Router
+        from ecsgrpc.metrics import client_metrics
+
+        s = self._settings
+        return Router(
+            balancer=self._balancer,
+            target=self.target,
+            policy=s.retry or RetryPolicy(),
+            idempotent=s.idempotent_methods,
+            metrics=client_metrics(s.registry),
+            connect_timeout=self._connect_timeout,
+            start=self._ensure_started,
+            describe=self._describe,
+            telemetry=None if s.telemetry is None else _client_telemetry(s.telemetry, self.target),
+        )
+
+    @functools.cached_property
+    def _interceptors(self) -> Interceptors:
+        from ecsgrpc.balancing.callables import Interceptors
+
+        return Interceptors(self._settings.interceptors)
 
     def _resolve_now(self) -> None:
         resolve_now = getattr(self._resolver, "resolve_now", None)
@@ -186,6 +224,9 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
 
     async def _watch(self) -> None:
         if self._detect_zone:
+            from ecsgrpc.balancing.picker import ZonePolicy
+            from ecsgrpc.balancing.zone import detect_zone
+
             zone = await detect_zone()
             if zone:
                 self._zone = zone
@@ -229,6 +270,9 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         if self._closed:
             return
         self._closed = True
+        if "_router" not in self.__dict__:  # never used: nothing was built or started
+            await self._resolver.aclose()
+            return
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
@@ -249,6 +293,8 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         response_deserializer: Any = None,
         _registered_method: bool = False,
     ) -> UnaryUnaryMultiCallable:
+        from ecsgrpc.balancing.callables import UnaryUnaryMultiCallable
+
         return UnaryUnaryMultiCallable(
             self._router,
             method,
@@ -264,6 +310,8 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         response_deserializer: Any = None,
         _registered_method: bool = False,
     ) -> UnaryStreamMultiCallable:
+        from ecsgrpc.balancing.callables import UnaryStreamMultiCallable
+
         return UnaryStreamMultiCallable(
             self._router,
             method,
@@ -279,6 +327,8 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         response_deserializer: Any = None,
         _registered_method: bool = False,
     ) -> StreamUnaryMultiCallable:
+        from ecsgrpc.balancing.callables import StreamUnaryMultiCallable
+
         return StreamUnaryMultiCallable(
             self._router,
             method,
@@ -294,6 +344,8 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         response_deserializer: Any = None,
         _registered_method: bool = False,
     ) -> StreamStreamMultiCallable:
+        from ecsgrpc.balancing.callables import StreamStreamMultiCallable
+
         return StreamStreamMultiCallable(
             self._router,
             method,
@@ -344,6 +396,8 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
     def _describe(self) -> str:
         """The balancer's summary, the discovery error when there is no endpoint,
         and the last connection error with a TLS hint."""
+        from ecsgrpc.security.diagnose import explain_connect_error
+
         text = self._balancer.describe()
         discovery_error = getattr(self._resolver, "last_error", None)
         if discovery_error is not None and not self._balancer.endpoint_count():
@@ -413,6 +467,50 @@ def connect(
         stall=stall,
         telemetry=telemetry,
     )
+
+
+class _Settings:
+    """What ``BalancedChannel`` builds its balancer and router from on first use.
+    (A plain class: a dataclass costs a millisecond at import, and this module
+    is on every process's connect() path.)"""
+
+    __slots__ = (
+        "health_check",
+        "health_service",
+        "idempotent_methods",
+        "interceptors",
+        "outlier",
+        "policy",
+        "registry",
+        "retry",
+        "stall",
+        "telemetry",
+    )
+
+    def __init__(
+        self,
+        *,
+        policy: str,
+        health_check: bool,
+        health_service: str,
+        retry: RetryPolicy | None,
+        outlier: OutlierConfig | None,
+        registry: CollectorRegistry | None,
+        idempotent_methods: Collection[str],
+        interceptors: tuple[Any, ...],
+        stall: StallConfig | None,
+        telemetry: Telemetry | None,
+    ) -> None:
+        self.policy = policy
+        self.health_check = health_check
+        self.health_service = health_service
+        self.retry = retry
+        self.outlier = outlier
+        self.registry = registry
+        self.idempotent_methods = idempotent_methods
+        self.interceptors = interceptors
+        self.stall = stall
+        self.telemetry = telemetry
 
 
 def _client_telemetry(telemetry: Telemetry, target: str) -> ClientTelemetry:

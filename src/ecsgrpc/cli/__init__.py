@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -91,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     code = _run(args)
     if argv is None:
+        if args[:1] == ["probe"]:
+            # A health check ECS runs every 30 s in every task: skip the
+            # interpreter's teardown of grpc's core (about 0.2 s of wall time
+            # for nothing; the probe's channel is closed and its line written).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         sys.exit(code)
     return code
 

@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import Self
-
-from prometheus_client import CollectorRegistry, Counter
+from typing import TYPE_CHECKING, Self
 
 from ecsgrpc.endpoints import Endpoint, EndpointSet
 from ecsgrpc.errors import ResolutionError
-from ecsgrpc.metrics import resolver_metrics
 from ecsgrpc.resolvers.options import ResolverOptions
+
+if TYPE_CHECKING:  # prometheus-client loads with the first resolution, not at connect()
+    from prometheus_client import CollectorRegistry, Counter
+
+    from ecsgrpc.metrics import ResolverMetrics
 
 __all__ = ["PollingResolver", "Skip", "SkipLog", "Throttled", "dedupe"]
 
@@ -102,12 +105,21 @@ class PollingResolver(abc.ABC):
         self._target = target
         self._options = options or ResolverOptions()
         self._rng = self._options.rng or random.Random()  # noqa: S311 (jitter, not crypto)
-        self._metrics = resolver_metrics(registry)
-        self._skip = SkipLog(name, self._metrics.skipped)
+        self._registry = registry  # metrics are created at the first resolution
         self._closed = asyncio.Event()
         self._wake = asyncio.Event()
         self._last_fetch = -math.inf
         self._last_error: ResolutionError | None = None
+
+    @functools.cached_property
+    def _metrics(self) -> ResolverMetrics:
+        from ecsgrpc.metrics import resolver_metrics
+
+        return resolver_metrics(self._registry)
+
+    @functools.cached_property
+    def _skip(self) -> SkipLog:
+        return SkipLog(self._name, self._metrics.skipped)
 
     @property
     def name(self) -> str:

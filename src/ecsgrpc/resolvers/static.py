@@ -8,12 +8,15 @@ development (``WORKFLOW_SERVICE_HOST``/``PORT``) and a moving one in ECS.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
 from ecsgrpc.endpoints import Endpoint, EndpointSet
 from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver
 from ecsgrpc.targets import StaticSpec
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["StaticResolver"]
 

@@ -39,8 +39,15 @@ __all__ = ["Telemetry", "available", "resolve"]
 
 @functools.cache
 def _api_installed() -> bool:
-    return importlib.util.find_spec("opentelemetry") is not None and (
-        importlib.util.find_spec("opentelemetry.trace") is not None
+    # Looked up without importing anything (find_spec of "opentelemetry.trace"
+    # would import the opentelemetry package): connect() loads the API only
+    # with the first call.
+    spec = importlib.util.find_spec("opentelemetry")
+    if spec is None or spec.submodule_search_locations is None:
+        return False
+    return any(
+        os.path.isdir(os.path.join(location, "trace"))
+        for location in spec.submodule_search_locations
     )
 
 

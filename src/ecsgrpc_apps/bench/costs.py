@@ -9,6 +9,11 @@ the same run (only same-run ratios mean much on a shared machine). The
 metrics loads.
 
     python -m ecsgrpc_apps.bench.costs          # or: ecsgrpc bench --costs
+    python -m ecsgrpc_apps.bench.costs --python .venv-core/bin/python
+
+``--python`` measures another interpreter, e.g. a venv where only
+``pip install ecsgrpc`` ran (``make core-only`` leaves one in .venv-core):
+what a service that adopts the library pays, without the extras.
 """
 
 from __future__ import annotations
@@ -102,9 +107,10 @@ def health_server() -> Iterator[int]:
         server.stop(None)
 
 
-def measure(runs: int = 10) -> list[Cost]:
-    """Median of ``runs`` fresh processes for each case (the baseline in the same run)."""
-    py = sys.executable
+def measure(runs: int = 10, python: str | None = None) -> list[Cost]:
+    """Median of ``runs`` fresh processes for each case (the baseline in the same
+    run), each in ``python`` (default: this interpreter)."""
+    py = python or sys.executable
     cases = {
         "python (empty)": [py, "-c", "pass"],
         "import grpc": [py, "-c", "import grpc"],
@@ -143,12 +149,25 @@ def table(costs: Sequence[Cost]) -> str:
     return "\n".join(lines)
 
 
-def main(runs: int = 10) -> int:
-    costs = measure(runs)
+def main(runs: int = 10, python: str | None = None) -> int:
+    if python is not None and not os.access(python, os.X_OK):
+        error = f"costs: error: --python {python!r} is not an executable interpreter"
+        print(error, file=sys.stderr)
+        return 2
+    costs = measure(runs, python)
     print(table(costs))
-    print(f"({runs} runs each, {os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+    where = python or sys.executable
+    print(f"({runs} runs each, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {where})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ecsgrpc_apps.bench.costs")
+    parser.add_argument("--python", metavar="PATH", help="interpreter to measure (default: this)")
+    parser.add_argument("--runs", type=int, default=10, metavar="N", help="runs per case (10)")
+    ns = parser.parse_args()
+    if ns.runs < 1:
+        parser.error(f"--runs must be >= 1, got {ns.runs}")
+    sys.exit(main(ns.runs, ns.python))
