@@ -85,7 +85,7 @@ async def run(ctx: Context) -> ScenarioResult:
             "share_at_end": share(its_calls, new.task_id, end - 2.0),
         }
         metrics.update(failure_metrics(its_calls))
-        metrics["errors"] = error_kinds(its_calls) or "-"
+        metrics["errors"] = error_kinds(its_calls)
         result.rows.append(Row(name, metrics))
         result.series[name] = timeline(its_calls, t0)
         if name.startswith("ecsgrpc_"):
