@@ -90,3 +90,10 @@ def test_a_run_the_machine_could_not_keep_up_with_says_so(
     assert "did not keep up" in note
     assert sign in note
     assert "measure the machine" in note
+
+
+def test_a_case_of_a_scenario_is_named_in_its_params_and_note() -> None:
+    result = ScenarioResult("silent_failure", "t", ())
+    assert note_overload(result, _loads(3.0), {"instant": _calls(0.002)}, case="freeze")
+    assert result.params["freeze_load_start_late_max_s"] == 3.0
+    assert "did not keep up with the load** in case freeze" in result.notes[0]

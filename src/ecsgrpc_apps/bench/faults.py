@@ -76,7 +76,10 @@ async def running(
 
 
 def note_overload(
-    result: ScenarioResult, loads: Loads, calls: Mapping[str, Sequence[Call]]
+    result: ScenarioResult,
+    loads: Loads,
+    calls: Mapping[str, Sequence[Call]],
+    case: str = "",
 ) -> bool:
     """Record whether the machine kept up with the load; add a note and return True if not.
 
@@ -86,12 +89,14 @@ def note_overload(
     deadline, for every contender alike: such a run measures the machine, not
     the clients. Signs: calls started late (``load_start_late_max_s``) or a
     slow median unary call (``unary_p50_ms``, every contender's calls pooled).
+    With ``case`` (a scenario of several runs), the params and note name it.
     """
     late = max((load.max_late for load in loads.loads.values()), default=0.0)
     unary = [c.latency for its in calls.values() for c in its if c.ok and c.kind == "unary"]
     p50 = percentile(unary, 0.5) * 1000 if unary else None
-    result.params["load_start_late_max_s"] = round(late, 3)
-    result.params["unary_p50_ms"] = None if p50 is None else round(p50, 2)
+    prefix = f"{case}_" if case else ""
+    result.params[f"{prefix}load_start_late_max_s"] = round(late, 3)
+    result.params[f"{prefix}unary_p50_ms"] = None if p50 is None else round(p50, 2)
     slow = p50 is not None and p50 > SLOW_UNARY_MS
     if late <= LATE_LIMIT_SECONDS and not slow:
         return False
@@ -100,8 +105,9 @@ def note_overload(
         signs.append(f"calls started up to {late:.1f} s after their scheduled time")
     if slow:
         signs.append(f"the median unary call took {p50:.0f} ms (about 1 ms when idle)")
+    where = f" in case {case}" if case else ""
     result.notes.append(
-        f"**The machine did not keep up with the load** ({'; '.join(signs)}): calls "
+        f"**The machine did not keep up with the load**{where} ({'; '.join(signs)}): calls "
         "queued for every contender alike, so failures and latencies in this run "
         "measure the machine (other jobs on it), not the clients. Rerun when it is quiet."
     )
