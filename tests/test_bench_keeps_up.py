@@ -56,8 +56,8 @@ async def test_the_load_records_how_late_a_starved_process_started_its_calls() -
     assert load.max_late >= 0.7
 
 
-def _calls(latency: float, n: int = 20) -> list[Call]:
-    return [Call("unary", start=float(i), end=float(i) + latency) for i in range(n)]
+def _calls(latency: float, n: int = 20, kind: str = "unary") -> list[Call]:
+    return [Call(kind, start=float(i), end=float(i) + latency) for i in range(n)]
 
 
 def _loads(late: float) -> Loads:
@@ -72,6 +72,7 @@ def test_a_run_that_kept_up_has_no_note_but_records_its_numbers() -> None:
     assert result.notes == []
     assert result.params["load_start_late_max_s"] == 0.01
     assert result.params["unary_p50_ms"] == 2.0
+    assert result.params["stream_p50_ms"] is None
 
 
 @pytest.mark.parametrize(
@@ -97,3 +98,12 @@ def test_a_case_of_a_scenario_is_named_in_its_params_and_note() -> None:
     assert note_overload(result, _loads(3.0), {"instant": _calls(0.002)}, case="freeze")
     assert result.params["freeze_load_start_late_max_s"] == 3.0
     assert "did not keep up with the load** in case freeze" in result.notes[0]
+
+
+def test_a_streams_only_run_whose_streams_queued_says_so() -> None:
+    result = ScenarioResult("slow_task", "t", ())
+    quick = {"instant": _calls(0.12, kind="stream")}
+    assert not note_overload(result, _loads(0.0), quick)
+    assert note_overload(result, _loads(0.0), {"instant": _calls(7.5, kind="stream")})
+    assert "the median stream call took 7500 ms" in result.notes[0]
+    assert result.params["unary_p50_ms"] is None

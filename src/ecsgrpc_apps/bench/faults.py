@@ -24,6 +24,9 @@ BIN_SECONDS = 0.5
 LATE_LIMIT_SECONDS = 0.5
 # DescribeAgent takes about 1 ms on an idle machine; a median this slow means queues.
 SLOW_UNARY_MS = 250.0
+# A stream of 20 events 5 ms apart takes about 0.1 s on an idle machine (2 s on
+# slow_task's slow agent, whose streams are a third or less of the pooled calls).
+SLOW_STREAM_MS = 1000.0
 
 
 @dataclass
@@ -87,24 +90,28 @@ def note_overload(
     agents get less CPU than that rate needs (other jobs on the machine), calls
     queue, latencies grow for as long as the load lasts and streams reach their
     deadline, for every contender alike: such a run measures the machine, not
-    the clients. Signs: calls started late (``load_start_late_max_s``) or a
-    slow median unary call (``unary_p50_ms``, every contender's calls pooled).
-    With ``case`` (a scenario of several runs), the params and note name it.
+    the clients. Signs: calls started late (``load_start_late_max_s``), or a
+    slow median unary call or stream (``unary_p50_ms``, ``stream_p50_ms``:
+    every contender's successful calls pooled). With ``case`` (a scenario of
+    several runs), the params and note name it.
     """
     late = max((load.max_late for load in loads.loads.values()), default=0.0)
-    unary = [c.latency for its in calls.values() for c in its if c.ok and c.kind == "unary"]
-    p50 = percentile(unary, 0.5) * 1000 if unary else None
     prefix = f"{case}_" if case else ""
     result.params[f"{prefix}load_start_late_max_s"] = round(late, 3)
-    result.params[f"{prefix}unary_p50_ms"] = None if p50 is None else round(p50, 2)
-    slow = p50 is not None and p50 > SLOW_UNARY_MS
-    if late <= LATE_LIMIT_SECONDS and not slow:
-        return False
     signs = []
     if late > LATE_LIMIT_SECONDS:
         signs.append(f"calls started up to {late:.1f} s after their scheduled time")
-    if slow:
-        signs.append(f"the median unary call took {p50:.0f} ms (about 1 ms when idle)")
+    for kind, limit, idle in (
+        ("unary", SLOW_UNARY_MS, "1 ms"),
+        ("stream", SLOW_STREAM_MS, "0.1 s"),
+    ):
+        latencies = [c.latency for its in calls.values() for c in its if c.ok and c.kind == kind]
+        p50 = percentile(latencies, 0.5) * 1000 if latencies else None
+        result.params[f"{prefix}{kind}_p50_ms"] = None if p50 is None else round(p50, 2)
+        if p50 is not None and p50 > limit:
+            signs.append(f"the median {kind} call took {p50:.0f} ms (about {idle} when idle)")
+    if not signs:
+        return False
     where = f" in case {case}" if case else ""
     result.notes.append(
         f"**The machine did not keep up with the load**{where} ({'; '.join(signs)}): calls "
