@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,6 +226,7 @@ def node_client(
     concurrency: int = 2,
     interval: float = 0.0,
     duration: float = 300.0,
+    extra_env: Mapping[str, str] | None = None,
 ) -> XdsClient:
     cmd = [
         "node",
@@ -238,5 +239,5 @@ def node_client(
         "--duration",
         str(duration),
     ]
-    env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap, "NODE_PATH": str(modules)}
+    env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap, "NODE_PATH": str(modules), **(extra_env or {})}
     return XdsClient(cmd, env, log_dir / f"nodeclient-{time.monotonic_ns()}.err").start()

@@ -68,7 +68,7 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--host", default="0.0.0.0", help="Address to bind (default 0.0.0.0).")
     p.add_argument("--port", type=int, default=18000, help="Port to bind, 0: any (default 18000).")
     p.add_argument(
-        "--lb", default="round_robin", help="Load balancing: round_robin or ring_hash (default)."
+        "--lb", default="round_robin", help="Load balancing: round_robin (default) or ring_hash."
     )
     p.add_argument(
         "--retry-on",

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ecsgrpc_apps.bench.contenders import Client, Contender, Fleet
 from ecsgrpc_apps.bench.load import Call, PacedLoad, percentile
-from ecsgrpc_apps.bench.results import Metric
+from ecsgrpc_apps.bench.results import Metric, ScenarioResult
 from ecsgrpc_apps.bench.settings import Context
 
-__all__ = ["Loads", "failure_metrics", "running", "timeline"]
+__all__ = ["Loads", "failure_metrics", "note_overload", "running", "timeline"]
 
 BIN_SECONDS = 0.5
+# A call started this late: this process did not get the CPU to keep the schedule.
+LATE_LIMIT_SECONDS = 0.5
+# DescribeAgent takes about 1 ms on an idle machine; a median this slow means queues.
+SLOW_UNARY_MS = 250.0
+# A stream of 20 events 5 ms apart takes about 0.1 s on an idle machine (2 s on
+# slow_task's slow agent, whose streams are a third or less of the pooled calls).
+SLOW_STREAM_MS = 1000.0
 
 
 @dataclass
@@ -69,6 +76,49 @@ async def running(
     finally:
         for client in clients:
             await client.aclose()
+
+
+def note_overload(
+    result: ScenarioResult,
+    loads: Loads,
+    calls: Mapping[str, Sequence[Call]],
+    case: str = "",
+) -> bool:
+    """Record whether the machine kept up with the load; add a note and return True if not.
+
+    The loads are open loop at a fixed total rate. When this process or the
+    agents get less CPU than that rate needs (other jobs on the machine), calls
+    queue, latencies grow for as long as the load lasts and streams reach their
+    deadline, for every contender alike: such a run measures the machine, not
+    the clients. Signs: calls started late (``load_start_late_max_s``), or a
+    slow median unary call or stream (``unary_p50_ms``, ``stream_p50_ms``:
+    every contender's successful calls pooled). With ``case`` (a scenario of
+    several runs), the params and note name it.
+    """
+    late = max((load.max_late for load in loads.loads.values()), default=0.0)
+    prefix = f"{case}_" if case else ""
+    result.params[f"{prefix}load_start_late_max_s"] = round(late, 3)
+    signs = []
+    if late > LATE_LIMIT_SECONDS:
+        signs.append(f"calls started up to {late:.1f} s after their scheduled time")
+    for kind, limit, idle in (
+        ("unary", SLOW_UNARY_MS, "1 ms"),
+        ("stream", SLOW_STREAM_MS, "0.1 s"),
+    ):
+        latencies = [c.latency for its in calls.values() for c in its if c.ok and c.kind == kind]
+        p50 = percentile(latencies, 0.5) * 1000 if latencies else None
+        result.params[f"{prefix}{kind}_p50_ms"] = None if p50 is None else round(p50, 2)
+        if p50 is not None and p50 > limit:
+            signs.append(f"the median {kind} call took {p50:.0f} ms (about {idle} when idle)")
+    if not signs:
+        return False
+    where = f" in case {case}" if case else ""
+    result.notes.append(
+        f"**The machine did not keep up with the load**{where} ({'; '.join(signs)}): calls "
+        "queued for every contender alike, so failures and latencies in this run "
+        "measure the machine (other jobs on it), not the clients. Rerun when it is quiet."
+    )
+    return True
 
 
 def failure_metrics(calls: Sequence[Call]) -> dict[str, Metric]:

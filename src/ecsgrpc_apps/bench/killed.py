@@ -20,7 +20,7 @@ import asyncio
 import time
 
 from ecsgrpc_apps.bench.contenders import SeedClient
-from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, running, timeline
+from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, note_overload, running, timeline
 from ecsgrpc_apps.bench.fleet import AgentFleet
 from ecsgrpc_apps.bench.load import Call
 from ecsgrpc_apps.bench.results import Metric, Row, ScenarioResult, check
@@ -86,6 +86,7 @@ async def run(ctx: Context) -> ScenarioResult:
             end = time.monotonic()
             marks = {name: load.retry_marks for name, load in loads.loads.items()}
             calls = await loads.stop()
+            note_overload(result, loads, calls)
     finally:
         await fleet.aclose()
     result.params["killed"] = victim.instance_id

@@ -100,6 +100,7 @@ class PacedLoad:
         self.max_in_flight = max_in_flight
         self.calls: list[Call] = []
         self.dropped = 0  # arrivals not started because max_in_flight calls were running
+        self.max_late = 0.0  # seconds the most delayed call started after its scheduled time
         self.retry_marks: list[float] = []  # times the client's retry count went up
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -120,6 +121,7 @@ class PacedLoad:
             if now < next_at:
                 await asyncio.sleep(next_at - now)
                 continue
+            self.max_late = max(self.max_late, now - next_at)
             next_at += interval
             n += 1
             if len(self._tasks) >= self.max_in_flight:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, running
+from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, note_overload, running
 from ecsgrpc_apps.bench.fleet import TaskFleet
 from ecsgrpc_apps.bench.results import Row, ScenarioResult, check
 from ecsgrpc_apps.bench.settings import Context
@@ -54,6 +54,7 @@ async def run(ctx: Context) -> ScenarioResult:
             ctx.progress(f"{NAME}: Cloud Map back; load continues")
             await asyncio.sleep(s.settle_seconds)
             calls = await loads.stop()
+            note_overload(result, loads, calls)
     finally:
         await asyncio.to_thread(emulator.start)
         await tasks.aclose()

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import time
 
-from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, running, timeline
+from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, note_overload, running, timeline
 from ecsgrpc_apps.bench.fleet import TaskFleet
 from ecsgrpc_apps.bench.results import Row, ScenarioResult, check
 from ecsgrpc_apps.bench.settings import Context
@@ -78,6 +78,7 @@ async def run(ctx: Context) -> ScenarioResult:
             ctx.progress(f"{NAME}: deployed in {deploy_seconds:.1f}s; load continues")
             await asyncio.sleep(s.settle_seconds)
             calls = await loads.stop()
+            note_overload(result, loads, calls)
     finally:
         await tasks.aclose()
     result.params["deploy_seconds"] = round(deploy_seconds, 2)

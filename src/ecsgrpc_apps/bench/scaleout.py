@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ecsgrpc_apps.bench.faults import failure_metrics, running, timeline
+from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, note_overload, running, timeline
 from ecsgrpc_apps.bench.fleet import TaskFleet
 from ecsgrpc_apps.bench.load import Call
 from ecsgrpc_apps.bench.results import Metric, Row, ScenarioResult, check
@@ -24,7 +24,7 @@ __all__ = ["run"]
 
 NAME = "scale_out"
 DEFINITION = TaskDefinition(drain_seconds=0.5, grace_seconds=3.0, event_delay_seconds=0.005)
-COLUMNS = ("seconds_to_first_call", "share_at_end", "calls", "failed")
+COLUMNS = ("seconds_to_first_call", "share_at_end", "calls", "failed", "p99_ms", "errors")
 
 
 def first_call(calls: list[Call], instance: str, since: float) -> Metric:
@@ -75,6 +75,7 @@ async def run(ctx: Context) -> ScenarioResult:
             await asyncio.sleep(max(0.0, t0 + s.scaleout_window - time.monotonic()))
             end = time.monotonic()
             calls = await loads.stop()
+            note_overload(result, loads, calls)
     finally:
         await tasks.aclose()
     for name, all_calls in calls.items():
@@ -84,6 +85,7 @@ async def run(ctx: Context) -> ScenarioResult:
             "share_at_end": share(its_calls, new.task_id, end - 2.0),
         }
         metrics.update(failure_metrics(its_calls))
+        metrics["errors"] = error_kinds(its_calls)
         result.rows.append(Row(name, metrics))
         result.series[name] = timeline(its_calls, t0)
         if name.startswith("ecsgrpc_"):

@@ -27,7 +27,13 @@ import time
 from collections.abc import AsyncIterator
 
 from ecsgrpc_apps.bench.contenders import NATIVE_KEEPALIVE, Fleet
-from ecsgrpc_apps.bench.faults import error_kinds, failure_metrics, running, timeline
+from ecsgrpc_apps.bench.faults import (
+    error_kinds,
+    failure_metrics,
+    note_overload,
+    running,
+    timeline,
+)
 from ecsgrpc_apps.bench.fleet import AgentFleet
 from ecsgrpc_apps.bench.load import Call
 from ecsgrpc_apps.bench.results import Metric, Row, ScenarioResult, check
@@ -127,6 +133,7 @@ async def _one_case(
                 t_back = time.monotonic()
                 await asyncio.sleep(tail)
             calls = await loads.stop()
+            note_overload(result, loads, calls, case=case)
     finally:
         if hole is not None:
             await asyncio.to_thread(hole.close)

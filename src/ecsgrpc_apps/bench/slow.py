@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ecsgrpc_apps.bench.faults import failure_metrics, running
+from ecsgrpc_apps.bench.faults import failure_metrics, note_overload, running
 from ecsgrpc_apps.bench.fleet import AgentFleet
 from ecsgrpc_apps.bench.results import Metric, Row, ScenarioResult, check
 from ecsgrpc_apps.bench.settings import Context
@@ -47,6 +47,7 @@ async def run(ctx: Context) -> ScenarioResult:
             ctx.progress(f"{NAME}: load for {s.slow_seconds:g}s")
             await asyncio.sleep(s.slow_seconds)
             calls = await loads.stop()
+            note_overload(result, loads, calls)
     finally:
         await fleet.aclose()
     result.params["slow_agent"] = slow_id
