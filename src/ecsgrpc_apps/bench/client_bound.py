@@ -82,11 +82,11 @@ def _pinned(client: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def calls_per_round(kind: str, concurrency: int, unary_calls: int) -> int:
+def calls_per_round(kind: str, concurrency: int, unary_calls: int, per_worker: int = 4) -> int:
     """The fixed work of one round: ``unary_calls`` unary calls, a tenth as many streams
-    (about 20 messages each), and at least four calls per worker."""
+    (about 20 messages each), and at least ``per_worker`` calls per worker."""
     base = unary_calls if kind == "unary" else max(1, unary_calls // 10)
-    return max(base, 4 * concurrency)
+    return max(base, per_worker * concurrency)
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -106,6 +106,7 @@ async def run(ctx: Context) -> ScenarioResult:
             "client_core": sorted(client_cores) if client_cores else None,
             "unary_calls_per_round": s.client_bound_calls,
             "rounds": s.client_bound_rounds,
+            "min_calls_per_worker": s.client_bound_per_worker,
             "baseline": BASELINE,
             "control": CONTROL,
         },
@@ -134,7 +135,9 @@ async def run(ctx: Context) -> ScenarioResult:
         with _pinned(client_cores):
             for kind in KINDS:
                 for concurrency in CONCURRENCIES:
-                    calls = calls_per_round(kind, concurrency, s.client_bound_calls)
+                    calls = calls_per_round(
+                        kind, concurrency, s.client_bound_calls, s.client_bound_per_worker
+                    )
                     for client in clients:  # warm-up
                         await run_round(client, kind, concurrency, calls=max(1, calls // 4))
                     for round_no in range(s.client_bound_rounds):
