@@ -33,7 +33,12 @@ _TEXT = {"errors"}  # a summary like "UNAVAILABLE x3"
 # Scenarios that run a subset of the contenders.
 _SUBSETS = {
     "client_scale": {"ecsgrpc_round_robin", "ecsgrpc_least_request"},  # only ecsgrpc picks
-    "client_bound": {"native_round_robin", "ecsgrpc_round_robin", "ecsgrpc_least_request"},
+    "client_bound": {
+        "native_round_robin",
+        "native_round_robin_aa",  # the A/A control
+        "ecsgrpc_round_robin",
+        "ecsgrpc_least_request",
+    },
     "xds_fleet": {"native_xds"},  # the xDS control plane's own fleet-scale numbers
 }
 _EXTRA = {"silent_failure": {"native_keepalive_round_robin"}}  # contenders of one scenario

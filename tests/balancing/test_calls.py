@@ -69,6 +69,13 @@ async def test_channel_and_calls_are_grpc_aio_instances() -> None:
         assert isinstance(channel, grpc.aio.Channel)
         unary = channel.unary_unary(svc.UNARY)
         assert isinstance(unary, grpc.aio.UnaryUnaryMultiCallable)
+        assert isinstance(
+            channel.unary_stream(svc.SERVER_STREAM), grpc.aio.UnaryStreamMultiCallable
+        )
+        assert isinstance(
+            channel.stream_unary(svc.CLIENT_STREAM), grpc.aio.StreamUnaryMultiCallable
+        )
+        assert isinstance(channel.stream_stream(svc.BIDI), grpc.aio.StreamStreamMultiCallable)
         call = unary(b"ok", timeout=5)
         assert isinstance(call, grpc.aio.UnaryUnaryCall)
         assert await call == b"ok"

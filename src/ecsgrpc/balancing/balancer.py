@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Codes that count against an endpoint in outlier detection: the endpoint (or
 # the way to it) failed, not the request.
+_OK = grpc.StatusCode.OK
 _ENDPOINT_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE})
 # Codes that say nothing about whether the endpoint answered: they neither
 # count against it in outlier detection nor reset its count (a deadline used
@@ -194,6 +195,14 @@ class Balancer:
     # Outcome side (every attempt reports here exactly once).
     def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
         sub.in_flight -= 1
+        if code is _OK:  # the common case, without hashing an Enum (Python code)
+            sub.silence.answered(time.monotonic(), sub.in_flight)
+            if sub.stalled:
+                sub.set_stalled(False)
+            self._outlier.success(sub.key)
+            if sub.draining:
+                self._close_if_idle(sub)
+            return
         if code in _NO_ANSWER:
             sub.silence.unanswered(time.monotonic())
         elif code is grpc.StatusCode.CANCELLED:

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from grpc.aio import _interceptor as grpc_interceptor
 
+from ecsgrpc.balancing.attempts import CallAttempts
 from ecsgrpc.balancing.calls import (
     BalancedStreamStreamCall,
     BalancedStreamUnaryCall,
@@ -69,8 +70,64 @@ def _method_name(method: Any) -> str:
     return method.decode() if isinstance(method, bytes) else str(method)
 
 
-class _Callable:
+# grpc.aio's intercepted calls run the interceptor chain; only the innermost
+# continuation differs: it makes a balanced call where grpc makes a core call.
+# Their "channel" argument carries (router, compression) here.
+class _Innermost:
+    """Mixed into grpc.aio's four intercepted-call classes (before them)."""
+
+    _balanced: type[CallAttempts]  # the balanced call class of the kind
+    _channel: tuple[Router, grpc.Compression | None]
+
+    async def _run_interceptor(self, interceptors: Any, *args: Any) -> Any:
+        if interceptors:
+            return await super()._run_interceptor(interceptors, *args)  # type: ignore[misc]
+        method, serializer, deserializer, details, request = args
+        router, compression = self._channel
+        kind = self._balanced
+        stream_request = kind._stream_request
+        call = kind(
+            router,
+            _method_name(details.method or method),
+            serializer,
+            deserializer,
+            None if stream_request else request,
+            request if stream_request else None,
+            details.timeout,
+            details.metadata,
+            details.credentials,
+            details.wait_for_ready,
+            compression,
+        )
+        if not kind._unary_response:  # grpc's stream-response classes read it back
+            self._last_returned_call_from_interceptors = call
+        return call
+
+
+class _InterceptedUnaryUnary(_Innermost, grpc_interceptor.InterceptedUnaryUnaryCall):  # type: ignore[misc]
+    _balanced = BalancedUnaryUnaryCall
+
+
+class _InterceptedUnaryStream(_Innermost, grpc_interceptor.InterceptedUnaryStreamCall):  # type: ignore[misc]
+    _balanced = BalancedUnaryStreamCall
+
+
+class _InterceptedStreamUnary(_Innermost, grpc_interceptor.InterceptedStreamUnaryCall):  # type: ignore[misc]
+    _balanced = BalancedStreamUnaryCall
+
+
+class _InterceptedStreamStream(_Innermost, grpc_interceptor.InterceptedStreamStreamCall):  # type: ignore[misc]
+    _balanced = BalancedStreamStreamCall
+
+
+class _MultiCallable:
+    """One implementation for the four kinds, parameterised by two class attributes:
+    the balanced call class and grpc.aio's intercepted-call class of the kind."""
+
     __slots__ = ("_deserializer", "_interceptors", "_method", "_router", "_serializer")
+
+    _balanced: type[CallAttempts]
+    _intercepted: type[_Innermost]
 
     def __init__(
         self,
@@ -86,22 +143,18 @@ class _Callable:
         self._deserializer = deserializer
         self._interceptors = interceptors
 
-
-class UnaryUnaryMultiCallable(_Callable, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc]
-    __slots__ = ()
-
-    def __call__(
+    def _call(
         self,
         request: Any,
-        *,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
+        timeout: float | None,
+        metadata: Any,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
     ) -> Any:
+        """A call of this kind; ``request`` is the request iterator for streaming requests."""
         if self._interceptors:
-            return _InterceptedUnaryUnary(
+            return self._intercepted(  # type: ignore[call-arg]
                 self._interceptors,
                 request,
                 timeout,
@@ -114,13 +167,14 @@ class UnaryUnaryMultiCallable(_Callable, grpc.aio.UnaryUnaryMultiCallable):  # t
                 self._deserializer,
                 asyncio.get_running_loop(),
             )
-        return BalancedUnaryUnaryCall(
+        stream_request = self._balanced._stream_request
+        return self._balanced(
             self._router,
             self._method,
             self._serializer,
             self._deserializer,
-            request,
-            None,
+            None if stream_request else request,
+            request if stream_request else None,
             timeout,
             metadata,
             credentials,
@@ -129,7 +183,9 @@ class UnaryUnaryMultiCallable(_Callable, grpc.aio.UnaryUnaryMultiCallable):  # t
         )
 
 
-class UnaryStreamMultiCallable(_Callable, grpc.aio.UnaryStreamMultiCallable):  # type: ignore[misc]
+class _UnaryRequest(_MultiCallable):
+    """grpc.aio's signature for one request: keyword-only options."""
+
     __slots__ = ()
 
     def __call__(
@@ -142,36 +198,12 @@ class UnaryStreamMultiCallable(_Callable, grpc.aio.UnaryStreamMultiCallable):  #
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        if self._interceptors:
-            return _InterceptedUnaryStream(
-                self._interceptors,
-                request,
-                timeout,
-                metadata,
-                credentials,
-                wait_for_ready,
-                (self._router, compression),
-                self._method.encode(),
-                self._serializer,
-                self._deserializer,
-                asyncio.get_running_loop(),
-            )
-        return BalancedUnaryStreamCall(
-            self._router,
-            self._method,
-            self._serializer,
-            self._deserializer,
-            request,
-            None,
-            timeout,
-            metadata,
-            credentials,
-            wait_for_ready,
-            compression,
-        )
+        return self._call(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
-class StreamUnaryMultiCallable(_Callable, grpc.aio.StreamUnaryMultiCallable):  # type: ignore[misc]
+class _StreamRequest(_MultiCallable):
+    """grpc.aio's signature for a request stream: an optional iterator, options positional too."""
+
     __slots__ = ()
 
     def __call__(
@@ -183,125 +215,30 @@ class StreamUnaryMultiCallable(_Callable, grpc.aio.StreamUnaryMultiCallable):  #
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        if self._interceptors:
-            return _InterceptedStreamUnary(
-                self._interceptors,
-                request_iterator,
-                timeout,
-                metadata,
-                credentials,
-                wait_for_ready,
-                (self._router, compression),
-                self._method.encode(),
-                self._serializer,
-                self._deserializer,
-                asyncio.get_running_loop(),
-            )
-        return BalancedStreamUnaryCall(
-            self._router,
-            self._method,
-            self._serializer,
-            self._deserializer,
-            None,
-            request_iterator,
-            timeout,
-            metadata,
-            credentials,
-            wait_for_ready,
-            compression,
+        return self._call(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
         )
 
 
-class StreamStreamMultiCallable(_Callable, grpc.aio.StreamStreamMultiCallable):  # type: ignore[misc]
+class UnaryUnaryMultiCallable(_UnaryRequest, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc]
     __slots__ = ()
-
-    def __call__(
-        self,
-        request_iterator: Any = None,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        if self._interceptors:
-            return _InterceptedStreamStream(
-                self._interceptors,
-                request_iterator,
-                timeout,
-                metadata,
-                credentials,
-                wait_for_ready,
-                (self._router, compression),
-                self._method.encode(),
-                self._serializer,
-                self._deserializer,
-                asyncio.get_running_loop(),
-            )
-        return BalancedStreamStreamCall(
-            self._router,
-            self._method,
-            self._serializer,
-            self._deserializer,
-            None,
-            request_iterator,
-            timeout,
-            metadata,
-            credentials,
-            wait_for_ready,
-            compression,
-        )
+    _balanced = BalancedUnaryUnaryCall
+    _intercepted = _InterceptedUnaryUnary
 
 
-# grpc.aio's intercepted calls run the interceptor chain; only the innermost
-# continuation differs: it makes a balanced call where grpc makes a core call.
-# Their "channel" argument carries (router, compression) here.
-def _innermost(kind: type, self: Any, args: tuple[Any, ...]) -> Any:
-    method, serializer, deserializer, details, request = args
-    router, compression = self._channel
-    stream_request = kind in (BalancedStreamUnaryCall, BalancedStreamStreamCall)
-    return kind(
-        router,
-        _method_name(details.method or method),
-        serializer,
-        deserializer,
-        None if stream_request else request,
-        request if stream_request else None,
-        details.timeout,
-        details.metadata,
-        details.credentials,
-        details.wait_for_ready,
-        compression,
-    )
+class UnaryStreamMultiCallable(_UnaryRequest, grpc.aio.UnaryStreamMultiCallable):  # type: ignore[misc]
+    __slots__ = ()
+    _balanced = BalancedUnaryStreamCall
+    _intercepted = _InterceptedUnaryStream
 
 
-class _InterceptedUnaryUnary(grpc_interceptor.InterceptedUnaryUnaryCall):  # type: ignore[misc]
-    async def _run_interceptor(self, interceptors: Any, *args: Any) -> Any:
-        if interceptors:
-            return await super()._run_interceptor(interceptors, *args)
-        return _innermost(BalancedUnaryUnaryCall, self, args)
+class StreamUnaryMultiCallable(_StreamRequest, grpc.aio.StreamUnaryMultiCallable):  # type: ignore[misc]
+    __slots__ = ()
+    _balanced = BalancedStreamUnaryCall
+    _intercepted = _InterceptedStreamUnary
 
 
-class _InterceptedUnaryStream(grpc_interceptor.InterceptedUnaryStreamCall):  # type: ignore[misc]
-    async def _run_interceptor(self, interceptors: Any, *args: Any) -> Any:
-        if interceptors:
-            return await super()._run_interceptor(interceptors, *args)
-        self._last_returned_call_from_interceptors = _innermost(BalancedUnaryStreamCall, self, args)
-        return self._last_returned_call_from_interceptors
-
-
-class _InterceptedStreamUnary(grpc_interceptor.InterceptedStreamUnaryCall):  # type: ignore[misc]
-    async def _run_interceptor(self, interceptors: Any, *args: Any) -> Any:
-        if interceptors:
-            return await super()._run_interceptor(interceptors, *args)
-        return _innermost(BalancedStreamUnaryCall, self, args)
-
-
-class _InterceptedStreamStream(grpc_interceptor.InterceptedStreamStreamCall):  # type: ignore[misc]
-    async def _run_interceptor(self, interceptors: Any, *args: Any) -> Any:
-        if interceptors:
-            return await super()._run_interceptor(interceptors, *args)
-        self._last_returned_call_from_interceptors = _innermost(
-            BalancedStreamStreamCall, self, args
-        )
-        return self._last_returned_call_from_interceptors
+class StreamStreamMultiCallable(_StreamRequest, grpc.aio.StreamStreamMultiCallable):  # type: ignore[misc]
+    __slots__ = ()
+    _balanced = BalancedStreamStreamCall
+    _intercepted = _InterceptedStreamStream

@@ -1,9 +1,10 @@
 """grpc.aio call objects over a balanced channel, with retries that are safe by construction.
 
-One call is a sequence of *attempts*, each a plain grpc.aio call on one
-endpoint's channel. The caller sees only the call: it is an instance of
-grpc.aio's abstract ``UnaryUnaryCall``, ``UnaryStreamCall``, ``StreamUnaryCall``
-or ``StreamStreamCall`` with their whole API.
+The caller sees only the call: an instance of grpc.aio's abstract
+``UnaryUnaryCall``, ``UnaryStreamCall``, ``StreamUnaryCall`` or
+``StreamStreamCall`` with their whole API. Below that surface a call is a
+sequence of attempts (:mod:`ecsgrpc.balancing.attempts`: the state machine,
+the commit rule, retries and the replay buffer).
 
 The commit rule (gRFC A6): a call *commits* to its attempt as soon as the
 caller can observe anything of it: initial metadata received (non-empty) or
@@ -34,17 +35,21 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc.aio import Metadata
 
-from ecsgrpc.balancing.router import Router
-from ecsgrpc.balancing.subchannel import Subchannel
-from ecsgrpc.errors import StreamInterrupted
-
-if TYPE_CHECKING:
-    from ecsgrpc.telemetry.client import CallTrace
+from ecsgrpc.balancing.attempts import (
+    DONE,
+    INLINE,
+    ITERATOR_GIVEN,
+    LOCAL_CANCEL,
+    NEW,
+    REPLAY_BUFFER_BYTES,
+    RUNNING,
+    CallAttempts,
+)
 
 __all__ = [
     "REPLAY_BUFFER_BYTES",
@@ -54,138 +59,30 @@ __all__ = [
     "BalancedUnaryUnaryCall",
 ]
 
-REPLAY_BUFFER_BYTES = 256 * 1024  # gRFC A6: grpc.per_rpc_retry_buffer_size
-
 _OK = grpc.StatusCode.OK
-_CANCELLED = grpc.StatusCode.CANCELLED
 _EOF = grpc.aio.EOF
-_LOCAL_CANCEL = "Locally cancelled by application!"  # grpc.aio's own words
-_FINISHED = "RPC already finished."
-_HALF_CLOSED = "RPC is half closed after calling done_writing."
-_ITERATOR_GIVEN = "Please don't mix two styles of API for streaming requests"
-
-_NEW, _RUNNING, _DONE = 0, 1, 2
-_NOTHING = object()
 
 
-class _Attempt:
-    """One attempt: a grpc.aio call on one endpoint. Reported to the router once."""
-
-    __slots__ = ("call", "outcome", "reported", "sub")
-
-    def __init__(self, call: Any, sub: Subchannel) -> None:
-        self.call = call
-        self.sub = sub
-        self.reported = False
-        # Set by the first task that handles this attempt's failure; others wait on it.
-        self.outcome: asyncio.Future[None] | None = None
-
-
-def _size(message: Any) -> int | None:
-    """Bytes a request takes in the replay buffer; None when unknown."""
-    if isinstance(message, bytes | bytearray | memoryview):
-        return len(message)
-    byte_size = getattr(message, "ByteSize", None)
-    return byte_size() if byte_size is not None else None
-
-
-async def _status_error(call: Any) -> grpc.aio.AioRpcError:
-    """The finished grpc.aio ``call``'s status as an AioRpcError."""
-    return grpc.aio.AioRpcError(
-        await call.code(),
-        await call.initial_metadata(),
-        await call.trailing_metadata(),
-        details=await call.details(),
-    )
-
-
-class _BalancedCall:
-    """What the four kinds share: attempts, commit, finish, the status surface."""
-
-    _kind = ""
-    _unary_response = False
-    _stream_request = False
-
-    # Per-call state. The defaults live on the class, so a call pays only for
-    # what it changes (most calls: one attempt, no retry, no callback).
-    _state = _NEW
-    _trace: CallTrace | None = None
-    _att: _Attempt | None = None
-    _attempts = 0
-    _tried: tuple[str, ...] = ()
-    _committed = False
-    _received = 0
-    _buffer: list[Any] | None = None  # the replay buffer (request streaming only)
-    _buffered = 0
-    _half_closed = False
-    _replacing: asyncio.Future[None] | None = None  # set while an attempt is being replaced
-    _driver: Any = None  # unary responses: the task (or marker) awaiting attempts
-    _pump: asyncio.Task[None] | None = None  # consumes the caller's request iterator
-    _picking: asyncio.Task[Subchannel] | None = None  # waiting for an endpoint
-    _cancelled = False
-    _code: grpc.StatusCode | None = None
-    _final: Any = None  # the attempt's grpc call that ended the call (status source)
-    _error: BaseException | None = None  # what reads and awaits raise
-    _status_error: grpc.aio.AioRpcError | None = None  # the status behind it
-    _response: Any = _NOTHING
-    _callbacks: list[Callable[[Any], None]] | None = None
-    _done_future: asyncio.Future[None] | None = None
-
-    def __init__(
-        self,
-        router: Router,
-        method: str,
-        serializer: Any,
-        deserializer: Any,
-        request: Any,
-        request_iterator: Any,
-        timeout: float | None,
-        metadata: Any,
-        credentials: grpc.CallCredentials | None,
-        wait_for_ready: bool | None,
-        compression: grpc.Compression | None,
-    ) -> None:
-        self._router = router
-        self._method = method
-        if router.telemetry is not None:  # OpenTelemetry: a span per call, an event per attempt
-            self._trace = router.telemetry.call(method)
-        self._serializer = serializer
-        self._deserializer = deserializer
-        self._request = request
-        self._iterator = request_iterator
-        self._created = time.monotonic()
-        self._deadline = None if timeout is None else self._created + timeout
-        self._metadata = metadata
-        self._credentials = credentials
-        self._wait_for_ready = wait_for_ready
-        self._compression = compression
-        if self._stream_request:
-            self._buffer = []
-
-    def __del__(self) -> None:
-        # A call dropped without being finished (a caller that stopped iterating)
-        # must not leave an endpoint's in-flight count up.
-        if self._state == _RUNNING:
-            with contextlib.suppress(Exception):  # a finaliser must never raise
-                self._cancel(_LOCAL_CANCEL)
+class _BalancedCall(CallAttempts):
+    """grpc.aio's call API over the attempts, for all four kinds."""
 
     # grpc.aio.RpcContext.
     def cancel(self) -> bool:
         """Cancel the call: True if it was not finished yet."""
-        return self._cancel(_LOCAL_CANCEL)
+        return self._cancel(LOCAL_CANCEL)
 
     def cancelled(self) -> bool:
         return self._cancelled
 
     def done(self) -> bool:
-        return self._state == _DONE
+        return self._state == DONE
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         """Call ``callback(call)`` when the call finishes (at once if it has)."""
-        if self._state == _DONE:
+        if self._state == DONE:
             callback(self)
         elif self._callbacks is None:
             self._callbacks = [callback]
@@ -195,12 +92,12 @@ class _BalancedCall:
     # grpc.aio.Call.
     async def initial_metadata(self) -> Metadata:
         """The headers of the attempt the call commits to (reading them commits)."""
-        while self._state != _DONE:
+        while self._state != DONE:
             att = await self._current()
             if att is None:
                 break
             metadata = await att.call.initial_metadata()
-            if att is not self._att or self._state == _DONE:
+            if att is not self._att or self._state == DONE:
                 continue
             if metadata or not att.call.done() or await att.call.code() is _OK:
                 self._commit()
@@ -246,436 +143,45 @@ class _BalancedCall:
             await self._settle(att)  # it failed: retried, or the call fails
         self._raise_if_failed()
 
-    # Lifecycle.
-    async def _current(self) -> _Attempt | None:
-        """The attempt in progress, starting the call if needed; None once finished."""
-        if self._state == _NEW:
-            await self._begin(drive=self._unary_response)
-        while self._replacing is not None:
-            try:
-                await asyncio.shield(self._replacing)
-            except asyncio.CancelledError:  # the caller gave up: so does the call
-                self._cancel(_LOCAL_CANCEL)
-                raise
-        return None if self._state == _DONE else self._att
-
-    def _start(self) -> bool:
-        """Mark the call started; True when its first attempt started at once (the
-        per-call fast path: an endpoint is ready, nothing to wait for)."""
-        self._state = _RUNNING
-        router = self._router
-        router.call_started()
-        if self._trace is not None:
-            self._trace.start()
-        sub = router.pick_now(())
-        if sub is None:
-            return False
-        self._attempts = 1
-        self._launch(sub)
-        return True
-
-    async def _begin(self, *, drive: bool) -> None:
-        """Start the call: first attempt, the request pump, the response driver."""
-        if not self._start():
-            await self._first_attempt()
-        self._started(drive=drive)
-
-    async def _first_attempt(self) -> None:
-        """The first attempt when no endpoint was ready: wait for one (others wait too)."""
-        self._replacing = ready = asyncio.get_running_loop().create_future()
-        try:
-            await self._next_attempt()
-        except BaseException as exc:
-            self._fail_without_attempt(exc)
-        finally:
-            self._replacing = None
-            ready.set_result(None)
-
-    def _started(self, *, drive: bool) -> None:
-        if self._state == _DONE:
-            return
-        if self._iterator is not None:
-            self._pump = asyncio.get_running_loop().create_task(self._consume(self._iterator))
-        if drive and self._driver is None:
-            self._driver = asyncio.get_running_loop().create_task(self._drive_quietly())
-
-    async def _next_attempt(self) -> None:
-        """Pick an endpoint, start an attempt there, replay what was written."""
-        self._attempts += 1
-        router = self._router
-        sub = router.pick_now(self._tried)
-        if sub is None:
-            # A task of its own, so that cancel() stops the wait at once.
-            self._picking = picking = asyncio.get_running_loop().create_task(
-                router.pick(self._tried, self._deadline, self._wait_for_ready)
-            )
-            try:
-                sub = await picking
-            except asyncio.CancelledError:
-                if picking.done() and not picking.cancelled() and picking.exception() is None:
-                    router.done(picking.result(), _CANCELLED)  # picked just before: give back
-                else:
-                    picking.cancel()
-                task = asyncio.current_task()
-                if self._state == _DONE and not (task is not None and task.cancelling()):
-                    return  # cancel() stopped the wait
-                raise
-            finally:
-                self._picking = None
-        if self._state == _DONE:  # cancelled while waiting for an endpoint
-            router.done(sub, _CANCELLED)
-            return
-        call = self._launch(sub)
-        if self._buffer:
-            for message in self._buffer:
-                try:
-                    await call.write(message)
-                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                    return  # this attempt failed: the next use of it will say so
-        if self._half_closed and self._stream_request:
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await call.done_writing()
-
-    def _launch(self, sub: Subchannel) -> Any:
-        """Start an attempt on ``sub`` (its in-flight count already taken)."""
-        callable_ = sub.multicallable(
-            self._kind, self._method, self._serializer, self._deserializer
-        )
-        metadata = self._metadata
-        if self._trace is not None:
-            metadata = self._trace.attempt(sub.key, sub.zone, metadata)
-        call = callable_(
-            None if self._stream_request else self._request,
-            timeout=self._router.attempt_timeout(
-                self._method, self._deadline, self._unary_response
-            ),
-            metadata=metadata,
-            credentials=self._credentials,
-            wait_for_ready=False,
-            compression=self._compression,
-        )
-        self._att = _Attempt(call, sub)
-        return call
-
-    async def _failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
-        """Attempt ``att`` failed with ``error``: return once another attempt is current,
-        or raise the call's error when it is not retried."""
-        if att.outcome is not None:  # another task handles (or handled) it
-            try:
-                await asyncio.shield(att.outcome)
-            except asyncio.CancelledError:
-                self._cancel(_LOCAL_CANCEL)
-                raise
-        elif self._state != _DONE and att is self._att:
-            att.outcome = asyncio.get_running_loop().create_future()
-            try:
-                await self._retry_or_finish(att, error)
-            finally:
-                att.outcome.set_result(None)
-        if self._state == _DONE:
-            self._raise_if_failed()
-            raise asyncio.InvalidStateError(_FINISHED)
-
-    async def _retry_or_finish(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
-        code = error.code()
-        router = self._router
-        att.reported = True
-        router.done(att.sub, code)
-        if self._trace is not None:
-            self._trace.attempt_ended(code)
-        if error.initial_metadata():  # the server's headers came: the caller may see them
-            self._committed = True
-        pause = None
-        if not self._committed:
-            pause = router.retry_pause(self._method, self._attempts, code, self._deadline)
-        if pause is None:
-            self._finish_failed(att, error)
-            return
-        if self._trace is not None:
-            self._trace.retrying(code)
-        self._replacing = replaced = asyncio.get_running_loop().create_future()
-        try:
-            if pause > 0:
-                try:
-                    await asyncio.sleep(pause)
-                except asyncio.CancelledError:
-                    self._cancel(_LOCAL_CANCEL)
-                    raise
-            if self._state == _DONE:
-                return
-            if self._committed:  # committed during the pause (a message was read)
-                self._finish_failed(att, error)
-                return
-            self._tried = (*self._tried, att.sub.key)
-            self._att = None
-            try:
-                await self._next_attempt()
-            except BaseException as exc:
-                self._fail_without_attempt(exc)
-        finally:
-            self._replacing = None
-            replaced.set_result(None)
-
-    async def _settle(self, att: _Attempt) -> None:
-        """Wait for attempt ``att`` to end and account for it (retrying if allowed)."""
-        code = await att.call.code()
-        if self._state == _DONE or att is not self._att:
-            return
-        if code is _OK:
-            if self._unary_response:
-                await self._wait_done()  # the driver keeps the response
-            else:
-                self._finish(_OK, final=att.call)
-            return
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await self._failed(att, await _status_error(att.call))
-
-    def _commit(self) -> None:
-        self._committed = True
-        self._buffer = None
-
-    def _remember(self, message: Any) -> None:
-        """Keep a written request for replay, or commit when it does not fit."""
-        buffer = self._buffer
-        if buffer is None:
-            return
-        size = _size(message)
-        if size is None or self._buffered + size > REPLAY_BUFFER_BYTES:
-            self._commit()
-            return
-        self._buffered += size
-        buffer.append(message)
-
-    # Finishing (exactly once).
-    def _finish(
-        self,
-        code: grpc.StatusCode,
-        *,
-        final: Any = None,
-        error: BaseException | None = None,
-        status: grpc.aio.AioRpcError | None = None,
-    ) -> None:
-        if self._state == _DONE:
-            return
-        self._state = _DONE
-        self._code = code
-        self._final = final
-        self._error = error
-        self._status_error = status
-        att, self._att = self._att, None
-        if att is not None and not att.reported:
-            att.reported = True
-            self._router.done(att.sub, code)
-            if code is not _OK and not att.call.done():
-                att.call.cancel()
-        self._buffer = None
-        self._router.call_finished(self._method, code, time.monotonic() - self._created)
-        if self._trace is not None:
-            self._trace.finished(code, None if status is None else status.details())
-        if self._pump is not None and code is not _OK:
-            self._pump.cancel()
-        if self._done_future is not None and not self._done_future.done():
-            self._done_future.set_result(None)
-        if self._callbacks:
-            callbacks, self._callbacks = self._callbacks, None
-            for callback in callbacks:
-                callback(self)
-
-    def _finish_failed(self, att: _Attempt, error: grpc.aio.AioRpcError) -> None:
-        raised: BaseException = error
-        if self._received:
-            raised = StreamInterrupted(
-                error.code(),
-                f"stream {self._method} failed after {self._received} message(s) from "
-                f"{att.sub.key}; not retried, to avoid duplicate output: {error.details()}",
-            )
-            raised.__cause__ = error
-        self._finish(error.code(), error=raised, status=error)
-
-    def _fail_without_attempt(self, exc: BaseException) -> None:
-        """No attempt could start (no endpoint in time, cancelled while waiting)."""
-        if isinstance(exc, asyncio.CancelledError):
-            self._cancel(_LOCAL_CANCEL)
-            raise exc
-        if isinstance(exc, grpc.aio.AioRpcError):
-            self._finish(exc.code(), error=exc, status=exc)
-            return
-        self._finish(grpc.StatusCode.UNKNOWN, error=exc)
-        raise exc
-
-    def _cancel(self, details: str) -> bool:
-        if self._state == _DONE:
-            return False
-        self._cancelled = True
-        status = grpc.aio.AioRpcError(_CANCELLED, Metadata(), Metadata(), details=details)
-        if self._state == _NEW:
-            self._state = _RUNNING
-            self._router.call_started()
-        self._finish(_CANCELLED, error=asyncio.CancelledError(), status=status)
-        driver = self._driver
-        if isinstance(driver, asyncio.Task) and not driver.done():
-            driver.cancel()
-        if self._picking is not None:
-            self._picking.cancel()
-        return True
-
-    def _raise_if_failed(self) -> None:
-        if self._cancelled:
-            raise asyncio.CancelledError
-        if self._error is not None:
-            raise self._error
-
-    async def _wait_done(self) -> None:
-        """Wait for the call to finish, driving it when nothing else does."""
-        if self._state == _NEW:
-            await self._begin(drive=self._unary_response)
-        if self._unary_response:
-            if self._state != _DONE:
-                if self._done_future is None:
-                    self._done_future = asyncio.get_running_loop().create_future()
-                await asyncio.shield(self._done_future)
-            return
-        while self._state != _DONE:
-            att = await self._current()
-            if att is not None:
-                await self._settle(att)
-
-    async def _final_initial_metadata(self) -> Metadata:
-        if self._status_error is not None:
-            return self._status_error.initial_metadata()
-        if self._final is not None:
-            return await self._final.initial_metadata()
-        return Metadata()
-
     # Request streaming (stream_unary, stream_stream).
     async def write(self, request: Any) -> None:
         """Send one request (only when the call was made without a request iterator)."""
         if self._iterator is not None:
-            raise grpc.aio.UsageError(_ITERATOR_GIVEN)
+            raise grpc.aio.UsageError(ITERATOR_GIVEN)
         await self._write(request)
 
     async def done_writing(self) -> None:
         """Half-close: no more requests. Idempotent; nothing after the call finished."""
         if self._iterator is not None:
-            raise grpc.aio.UsageError(_ITERATOR_GIVEN)
+            raise grpc.aio.UsageError(ITERATOR_GIVEN)
         await self._done_writing()
-
-    async def _write(self, request: Any) -> None:
-        if self._state == _DONE:
-            if self._cancelled:
-                raise asyncio.CancelledError
-            raise asyncio.InvalidStateError(_FINISHED)
-        if self._half_closed:
-            raise asyncio.InvalidStateError(_HALF_CLOSED)
-        att = self._att
-        if self._replacing is not None or att is None or self._state != _RUNNING:
-            att = await self._current()
-        self._remember(request)
-        while att is not None:
-            try:
-                await att.call.write(request)
-                return
-            except grpc.aio.AioRpcError as exc:
-                error = exc
-            except asyncio.InvalidStateError:
-                error = await _status_error(att.call)
-            except asyncio.CancelledError:
-                self._cancel(_LOCAL_CANCEL)
-                raise
-            await self._failed(att, error)
-            if self._buffer is not None:
-                return  # the new attempt replayed it
-            att = self._att
-        self._raise_if_failed()
-        raise asyncio.InvalidStateError(_FINISHED)
-
-    async def _done_writing(self) -> None:
-        if self._state == _DONE or self._half_closed:
-            return
-        self._half_closed = True
-        att = await self._current()
-        while att is not None:
-            try:
-                await att.call.done_writing()
-                return
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await self._settle(att)
-                if self._state == _DONE:
-                    return
-                att = await self._current()  # a new attempt replayed the half-close
-
-    async def _consume(self, requests: Any) -> None:
-        """Send the caller's request iterator through the call's own write path."""
-        try:
-            if hasattr(requests, "__aiter__"):
-                async for request in requests:
-                    await self._write(request)
-            else:
-                for request in requests:
-                    await self._write(request)
-            await self._done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, asyncio.CancelledError):
-            return  # the call ended; its status says why
-        except Exception:  # the caller's iterator failed: cancel, as grpc.aio does
-            self._cancel("request iterator raised")
 
     # Unary responses (unary_unary, stream_unary).
     def __await__(self) -> Generator[Any, None, Any]:
-        if self._state == _NEW and self._driver is None:
-            self._driver = _INLINE
+        if self._state == NEW and self._driver is None:
+            self._driver = INLINE
             return (yield from self._drive().__await__())
-        if self._state != _DONE:
+        if self._state != DONE:
             if isinstance(self._driver, asyncio.Task):
                 try:
                     yield from self._driver
                 except asyncio.CancelledError:
-                    self._cancel(_LOCAL_CANCEL)
+                    self._cancel(LOCAL_CANCEL)
                     raise
             else:
                 yield from self._wait_done().__await__()
         self._raise_if_failed()
         return self._response
 
-    async def _drive(self) -> Any:
-        """Attempts until one answers, or the call fails for good."""
-        if self._state == _NEW:
-            if not self._start():
-                await self._first_attempt()
-            if self._iterator is not None:
-                self._started(drive=False)
-        while True:
-            att = self._att
-            if self._replacing is not None or att is None or self._state == _DONE:
-                att = await self._current()
-                if att is None:
-                    self._raise_if_failed()
-                    return self._response
-            try:
-                response = await att.call
-            except grpc.aio.AioRpcError as exc:
-                await self._failed(att, exc)
-                continue
-            except asyncio.CancelledError:
-                self._cancel(_LOCAL_CANCEL)
-                raise
-            if self._state != _DONE:
-                self._response = response
-                self._finish(_OK, final=att.call)
-            return response
-
-    async def _drive_quietly(self) -> None:
-        with contextlib.suppress(Exception):  # kept for await and code(): never lost
-            await self._drive()
-
     # Response streaming (unary_stream, stream_stream).
     async def read(self) -> Any:
         """The next response, ``grpc.aio.EOF`` at the end; raises the call's error."""
-        if self._state == _DONE:
+        if self._state == DONE:
             self._raise_if_failed()
             return _EOF
         while True:
             att = self._att
-            if self._replacing is not None or att is None or self._state == _DONE:
+            if self._replacing is not None or att is None or self._state == DONE:
                 att = await self._current()
                 if att is None:
                     self._raise_if_failed()
@@ -686,7 +192,7 @@ class _BalancedCall:
                 await self._failed(att, exc)
                 continue
             except asyncio.CancelledError:
-                self._cancel(_LOCAL_CANCEL)
+                self._cancel(LOCAL_CANCEL)
                 raise
             if message is _EOF:
                 if att is self._att:
@@ -707,7 +213,7 @@ class _BalancedCall:
         # ours on top of grpc's. Like grpc.aio, do not mix it with read().
         while True:
             att = self._att
-            if self._replacing is not None or att is None or self._state != _RUNNING:
+            if self._replacing is not None or att is None or self._state != RUNNING:
                 att = await self._current()
                 if att is None:
                     self._raise_if_failed()
@@ -723,15 +229,12 @@ class _BalancedCall:
                 await self._failed(att, exc)
                 continue
             except asyncio.CancelledError:
-                self._cancel(_LOCAL_CANCEL)
+                self._cancel(LOCAL_CANCEL)
                 raise
             if att is self._att:
                 self._finish(_OK, final=att.call)
             self._raise_if_failed()
             return
-
-
-_INLINE = object()  # the driver marker: __await__ drives the attempts in the caller's task
 
 
 class BalancedUnaryUnaryCall(_BalancedCall, grpc.aio.UnaryUnaryCall):  # type: ignore[misc]

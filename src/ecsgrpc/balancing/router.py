@@ -12,7 +12,8 @@ A call (``calls.py``) talks only to a :class:`Router`. The router owns
   of the call's deadline; a per-attempt cap for idempotent methods plugs in
   here without touching the calls;
 * call metrics: calls in flight (a plain counter, read by the gauge only when
-  Prometheus scrapes), duration and failures per method and code, retries.
+  Prometheus scrapes), duration (appended to a batch, folded into the
+  histogram when scraped) and failures per method and code, retries.
 
 It knows nothing of call objects, so ``calls.py`` does not import the channel
 and the channel only builds a router and hands it to its multicallables.
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["Router"]
 
 _OK = grpc.StatusCode.OK
+# Durations wait in a batch (see BatchedHistogram) until a scrape, or until this many.
+_FOLD_AT = 4096
 
 
 class _InFlight:
@@ -232,10 +235,11 @@ class Router:
     def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.in_flight -= 1
         key = (method, id(code))  # an Enum hashes in Python; id() does not
-        child = self._durations.get(key)
-        if child is None:
-            child = self._metrics.duration.labels(method, code.name)
-            self._durations[key] = child
-        child.observe(seconds)
+        batch = self._durations.get(key)
+        if batch is None:
+            batch = self._durations[key] = self._metrics.duration.batch(method, code.name)
+        batch.append(seconds)  # folded into the histogram when scraped
+        if len(batch) >= _FOLD_AT:
+            self._metrics.duration.fold()
         if code is not _OK:
             self._metrics.failures.labels(method, code.name.lower()).inc()

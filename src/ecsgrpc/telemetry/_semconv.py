@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 INSTRUMENTATION = "ecsgrpc"
@@ -63,16 +65,41 @@ class Activity:
     nothing; instrumenting then would cost every call (measured here: 15 % of
     unary throughput) for nothing, so callers skip it until a provider is set.
     Once active, always active (a global provider cannot be unset).
+
+    Asked once per call, so while inactive the common answer costs no function
+    call: it reads the two module globals that the API's ``set_*_provider``
+    write (both None: nothing set, the proxies answer), and asks the getters
+    only once one of them is set. Providers named in ``OTEL_PYTHON_*_PROVIDER``
+    are loaded at construction (the getters load them on first use).
     """
 
-    __slots__ = ("_active",)
+    __slots__ = ("_active", "_metrics", "_trace")
 
     def __init__(self, tracer_provider: object, meter_provider: object) -> None:
         self._active = tracer_provider is not None or meter_provider is not None
+        self._trace: Any = None
+        self._metrics: Any = None
+        if self._active:
+            return
+        from opentelemetry import trace
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        if hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_internal, "_METER_PROVIDER"):
+            self._trace, self._metrics = trace, metrics_internal
+        self._check()  # loads providers named in the environment
 
     def __call__(self) -> bool:
         if self._active:
             return True
+        if (
+            self._trace is not None
+            and self._trace._TRACER_PROVIDER is None
+            and self._metrics._METER_PROVIDER is None
+        ):
+            return False
+        return self._check()
+
+    def _check(self) -> bool:
         from opentelemetry import metrics, trace
 
         tracer_provider = trace.get_tracer_provider()

@@ -3,10 +3,15 @@
 ``--servers N`` agent processes, each pinned (``os.sched_setaffinity``) to a
 core of its own when the machine has them, the client (this process) pinned
 to core 0; unary and server-streaming calls at concurrency 1, 32 and 256,
-closed loop. Contenders run interleaved, round after round (the order
-rotates each round), and the median round by throughput is kept. Every row
-has the client's CPU per call (this process's CPU time / calls) and its ratio
-to native ``round_robin`` measured in the same rounds.
+closed loop.
+
+Each round is a fixed number of calls (the same work for every contender), so
+CPU per call is this process's CPU time over those calls. Many short rounds
+run interleaved (the order rotates each round); a contender's ratio to native
+``round_robin`` is taken round by round (paired: the same moment of a noisy
+machine), and the table gives the median ratio with its quartiles. A second
+native ``round_robin`` channel (``native_round_robin_aa``, an A/A control) is
+measured like the others: its ratios, which should be 1, show the noise floor.
 
 On a machine without a core per server, the servers share cores and may
 saturate before the client does: then throughput says little about the
@@ -17,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 from collections.abc import Iterator
 
+from ecsgrpc_apps.bench.closed_loop import OverheadResult, quartiles, ratio, run_round
 from ecsgrpc_apps.bench.contenders import Client
 from ecsgrpc_apps.bench.fleet import AgentFleet
-from ecsgrpc_apps.bench.overhead import OverheadResult, measure
 from ecsgrpc_apps.bench.results import Row, ScenarioResult, check
 from ecsgrpc_apps.bench.settings import Context
 
@@ -29,6 +35,7 @@ __all__ = ["CONTENDERS", "run"]
 
 NAME = "client_bound"
 BASELINE = "native_round_robin"
+CONTROL = "native_round_robin_aa"  # a second native channel: the A/A control
 CONTENDERS = (BASELINE, "ecsgrpc_round_robin", "ecsgrpc_least_request")
 KINDS = ("unary", "stream")
 CONCURRENCIES = (1, 32, 256)
@@ -37,6 +44,8 @@ COLUMNS = (
     "x_native_throughput",
     "cpu_us_per_call",
     "x_native_cpu_per_call",
+    "x_cpu_p25",
+    "x_cpu_p75",
     "p50_ms",
     "errors",
 )
@@ -73,8 +82,11 @@ def _pinned(client: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _median(runs: list[OverheadResult]) -> OverheadResult:
-    return sorted(runs, key=lambda r: r.calls_per_second)[len(runs) // 2]
+def calls_per_round(kind: str, concurrency: int, unary_calls: int, per_worker: int = 4) -> int:
+    """The fixed work of one round: ``unary_calls`` unary calls, a tenth as many streams
+    (about 20 messages each), and at least ``per_worker`` calls per worker."""
+    base = unary_calls if kind == "unary" else max(1, unary_calls // 10)
+    return max(base, per_worker * concurrency)
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -85,16 +97,18 @@ async def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(
         NAME,
         f"Client-bound cost: {s.client_bound_servers} agent process(es), closed loop, "
-        "median of interleaved rounds",
+        "fixed calls per round, median of paired ratios over interleaved rounds",
         COLUMNS,
         params={
             "servers": s.client_bound_servers,
             "cores": len(cores),
             "servers_have_own_cores": own_cores,
             "client_core": sorted(client_cores) if client_cores else None,
-            "seconds_per_round": s.overhead_seconds,
-            "rounds": s.overhead_rounds,
+            "unary_calls_per_round": s.client_bound_calls,
+            "rounds": s.client_bound_rounds,
+            "min_calls_per_worker": s.client_bound_per_worker,
             "baseline": BASELINE,
+            "control": CONTROL,
         },
     )
     if not own_cores:
@@ -111,70 +125,82 @@ async def run(ctx: Context) -> ScenarioResult:
         for agent, pin in zip(fleet.agents, server_cores, strict=True):
             if pin is not None:
                 os.sched_setaffinity(agent.pid, pin)
-        wanted = [c for c in ctx.contenders if c.name in CONTENDERS]
-        for contender in wanted:
+        for contender in (c for c in ctx.contenders if c.name in CONTENDERS):
             ctx.progress(f"{NAME}: connecting {contender.name}")
             clients.append(await contender.open(spec))
+            if contender.name == BASELINE:
+                control = await contender.open(spec)
+                control.name = CONTROL
+                clients.append(control)
         with _pinned(client_cores):
             for kind in KINDS:
                 for concurrency in CONCURRENCIES:
-                    for client in clients if not s.quick else ():  # warm-up (full runs)
-                        await measure(client, kind, concurrency, min(0.3, s.overhead_seconds))
-                    for round_no in range(s.overhead_rounds):
+                    calls = calls_per_round(
+                        kind, concurrency, s.client_bound_calls, s.client_bound_per_worker
+                    )
+                    for client in clients:  # warm-up
+                        await run_round(client, kind, concurrency, calls=max(1, calls // 4))
+                    for round_no in range(s.client_bound_rounds):
+                        ctx.progress(
+                            f"{NAME}: {kind} c={concurrency} round {round_no + 1}/"
+                            f"{s.client_bound_rounds}"
+                        )
                         shift = round_no % len(clients)
                         for client in clients[shift:] + clients[:shift]:
-                            ctx.progress(
-                                f"{NAME}: {kind} c={concurrency} round {round_no + 1}/"
-                                f"{s.overhead_rounds} {client.name}"
-                            )
-                            r = await measure(client, kind, concurrency, s.overhead_seconds)
+                            r = await run_round(client, kind, concurrency, calls=calls)
                             samples.setdefault((client.name, kind, concurrency), []).append(r)
     finally:
         for client in clients:
             await client.aclose()
         await fleet.aclose()
-    _fill(result, [_median(runs) for runs in samples.values()], own_cores)
+    _fill(result, samples, own_cores)
     return result
 
 
-def _ratio(value: float, base: float) -> float | None:
-    return value / base if base else None
-
-
-def _fill(result: ScenarioResult, medians: list[OverheadResult], own_cores: bool) -> None:
-    base = {(r.kind, r.concurrency): r for r in medians if r.contender == BASELINE}
-    for r in medians:
-        b = base.get((r.kind, r.concurrency))
-        case = f"{r.kind} c={r.concurrency}"
+def _fill(
+    result: ScenarioResult,
+    samples: dict[tuple[str, str, int], list[OverheadResult]],
+    own_cores: bool,
+) -> None:
+    for (name, kind, concurrency), runs in samples.items():
+        base = samples.get((BASELINE, kind, concurrency), [])
+        paired = list(zip(runs, base, strict=False))  # round i of both
+        cpu_ratios = [x for r, b in paired if (x := ratio(r.cpu_us_per_call, b.cpu_us_per_call))]
+        rate_ratios = [x for r, b in paired if (x := ratio(r.calls_per_second, b.calls_per_second))]
+        cpu_q1, cpu_median, cpu_q3 = quartiles(cpu_ratios)
+        case = f"{kind} c={concurrency}"
         metrics = {
-            "calls_per_second": r.calls_per_second,
-            "x_native_throughput": _ratio(r.calls_per_second, b.calls_per_second if b else 0),
-            "cpu_us_per_call": r.cpu_us_per_call,
-            "x_native_cpu_per_call": _ratio(r.cpu_us_per_call, b.cpu_us_per_call if b else 0),
-            "p50_ms": r.p50_ms,
-            "errors": r.errors,
-            "calls": r.calls,
+            "calls_per_second": statistics.median(r.calls_per_second for r in runs),
+            "x_native_throughput": statistics.median(rate_ratios) if rate_ratios else None,
+            "cpu_us_per_call": statistics.median(r.cpu_us_per_call for r in runs),
+            "x_native_cpu_per_call": cpu_median if cpu_ratios else None,
+            "x_cpu_p25": cpu_q1 if cpu_ratios else None,
+            "x_cpu_p75": cpu_q3 if cpu_ratios else None,
+            "p50_ms": statistics.median(r.p50_ms for r in runs),
+            "errors": sum(r.errors for r in runs),
+            "calls": sum(r.calls for r in runs),
         }
-        result.rows.append(Row(r.contender, metrics, case=case))
-        if r.contender == BASELINE:
+        result.rows.append(Row(name, metrics, case=case))
+        if name in (BASELINE, CONTROL):
             continue
         result.targets.append(
             check(
                 NAME,
-                r.contender,
+                name,
                 "x_native_cpu_per_call",
                 metrics["x_native_cpu_per_call"],
                 "<=",
                 1.05,
                 case=case,
-                note="client CPU per call within 5 % of native round_robin's",
+                note="client CPU per call within 5 % of native round_robin's "
+                "(median of paired rounds; compare the A/A control's spread)",
             )
         )
         if own_cores:  # throughput speaks of the client only when servers have spare cores
             result.targets.append(
                 check(
                     NAME,
-                    r.contender,
+                    name,
                     "x_native_throughput",
                     metrics["x_native_throughput"],
                     ">=",

@@ -11,20 +11,14 @@ ratios to native ``round_robin`` measured in the same rounds.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from dataclasses import dataclass
-
-import grpc
-
-from ecsgrpc.errors import EcsGrpcError
-from ecsgrpc_apps.bench.contenders import Client, conversation
+from ecsgrpc_apps.bench.closed_loop import OverheadResult, median_round, ratio, run_round
+from ecsgrpc_apps.bench.contenders import Client
 from ecsgrpc_apps.bench.fleet import AgentFleet
-from ecsgrpc_apps.bench.load import STREAM_WORDS, percentile
+from ecsgrpc_apps.bench.load import STREAM_WORDS
 from ecsgrpc_apps.bench.results import Row, ScenarioResult, check
 from ecsgrpc_apps.bench.settings import Context
 
-__all__ = ["BASELINE", "OverheadResult", "run"]
+__all__ = ["BASELINE", "run"]
 
 NAME = "overhead"
 BASELINE = "native_round_robin"
@@ -40,72 +34,6 @@ COLUMNS = (
     "x_native_cpu_per_call",
     "errors",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OverheadResult:
-    """One (contender, kind, concurrency) round."""
-
-    contender: str
-    kind: str
-    concurrency: int
-    calls: int
-    calls_per_second: float
-    p50_ms: float
-    p99_ms: float
-    cpu_us_per_call: float
-    errors: int
-
-
-async def _one(client: Client, kind: str, n: int) -> None:
-    if kind == "unary":
-        await client.unary(10.0)
-        return
-    count = 0
-    async for _ in client.stream(conversation(STREAM_WORDS, f"o{n}"), 10.0):
-        count += 1
-    if count != STREAM_WORDS + 2:
-        raise RuntimeError(f"stream returned {count} events")
-
-
-async def measure(client: Client, kind: str, concurrency: int, seconds: float) -> OverheadResult:
-    """Closed loop for ``seconds``: calls/s, p50, p99, CPU per call (this process)."""
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def worker(w: int) -> None:
-        nonlocal errors
-        n = 0
-        while time.perf_counter() < stop_at:
-            n += 1
-            started = time.perf_counter()
-            try:
-                await _one(client, kind, w * 1_000_000 + n)
-            except (grpc.RpcError, EcsGrpcError, RuntimeError):
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    calls = len(latencies)
-    return OverheadResult(
-        contender=client.name,
-        kind=kind,
-        concurrency=concurrency,
-        calls=calls,
-        calls_per_second=calls / wall,
-        p50_ms=percentile(latencies, 0.50) * 1000,
-        p99_ms=percentile(latencies, 0.99) * 1000,
-        cpu_us_per_call=cpu / max(calls, 1) * 1e6,
-        errors=errors,
-    )
-
-
-def _median(runs: list[OverheadResult]) -> OverheadResult:
-    return sorted(runs, key=lambda r: r.calls_per_second)[len(runs) // 2]
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -133,7 +61,7 @@ async def run(ctx: Context) -> ScenarioResult:
         for kind in KINDS:
             for concurrency in CONCURRENCIES:
                 for client in clients:  # warm-up
-                    await measure(client, kind, concurrency, min(0.3, s.overhead_seconds))
+                    await run_round(client, kind, concurrency, seconds=min(0.3, s.overhead_seconds))
                 for round_no in range(s.overhead_rounds):
                     shift = round_no % len(clients)
                     for client in clients[shift:] + clients[:shift]:
@@ -141,13 +69,13 @@ async def run(ctx: Context) -> ScenarioResult:
                             f"overhead: {kind} c={concurrency} round {round_no + 1}/"
                             f"{s.overhead_rounds} {client.name}"
                         )
-                        r = await measure(client, kind, concurrency, s.overhead_seconds)
+                        r = await run_round(client, kind, concurrency, seconds=s.overhead_seconds)
                         samples.setdefault((client.name, kind, concurrency), []).append(r)
     finally:
         for client in clients:
             await client.aclose()
         await fleet.aclose()
-    medians = [_median(runs) for runs in samples.values()]
+    medians = [median_round(runs) for runs in samples.values()]
     _fill(result, medians, ctx)
     return result
 
@@ -159,12 +87,12 @@ def _fill(result: ScenarioResult, medians: list[OverheadResult], ctx: Context) -
         case = f"{r.kind} c={r.concurrency}"
         metrics = {
             "calls_per_second": r.calls_per_second,
-            "x_native_throughput": _ratio(r.calls_per_second, b.calls_per_second if b else 0),
+            "x_native_throughput": ratio(r.calls_per_second, b.calls_per_second if b else 0),
             "p50_ms": r.p50_ms,
-            "x_native_p50": _ratio(r.p50_ms, b.p50_ms if b else 0),
+            "x_native_p50": ratio(r.p50_ms, b.p50_ms if b else 0),
             "p99_ms": r.p99_ms,
             "cpu_us_per_call": r.cpu_us_per_call,
-            "x_native_cpu_per_call": _ratio(r.cpu_us_per_call, b.cpu_us_per_call if b else 0),
+            "x_native_cpu_per_call": ratio(r.cpu_us_per_call, b.cpu_us_per_call if b else 0),
             "errors": r.errors,
             "calls": r.calls,
         }
@@ -198,7 +126,3 @@ def _fill(result: ScenarioResult, medians: list[OverheadResult], ctx: Context) -
         for kind in KINDS:
             for concurrency in CONCURRENCIES:
                 result.rows.append(Row(name, skipped=reason, case=f"{kind} c={concurrency}"))
-
-
-def _ratio(value: float, base: float) -> float | None:
-    return value / base if base else None

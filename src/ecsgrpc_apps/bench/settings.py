@@ -32,6 +32,9 @@ class BenchSettings:
     outage_seconds: float
     scale_rounds: int
     client_bound_servers: int = 2
+    client_bound_calls: int = 3000  # unary calls per round (streams: a tenth)
+    client_bound_rounds: int = 15
+    client_bound_per_worker: int = 4  # calls per worker and round, at least
     silent_at: float = 5.0
     silent_seconds: float = 15.0
     silent_tail: float = 10.0
@@ -63,6 +66,9 @@ class BenchSettings:
             outage_seconds=s(30.0, 8.0, 1.5),
             scale_rounds=30 if not quick else max(3, int(10 * scale)),
             client_bound_servers=default_servers() if servers is None else servers,
+            client_bound_calls=max(40, int((300 if quick else 3000) * scale)),
+            client_bound_rounds=15 if not quick else (3 if scale >= 0.5 else 2),
+            client_bound_per_worker=1 if quick else 4,
             silent_at=s(5.0, 2.0, 1.5),
             silent_seconds=s(15.0, 5.0, 1.0),
             silent_tail=s(10.0, 5.0, 1.0),
