@@ -57,7 +57,7 @@ def uvicorn_config(
         timeout_graceful_shutdown=math.ceil(settings.grace_seconds),
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         server_header=False,
-        http=guarded_protocol(limits, app.front.overload),
+        http=guarded_protocol(limits, app.front.overload, app.front),
         backlog=4096,
     )
 
