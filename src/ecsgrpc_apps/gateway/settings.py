@@ -91,6 +91,12 @@ class GatewaySettings(BaseSettings):
         description="Bind with SO_REUSEPORT, so several gateway processes share one port "
         "and the kernel spreads connections over them (one process per core).",
     )
+    event_loop: str = Field(
+        "auto",
+        pattern=r"^(auto|asyncio|uvloop)$",
+        description="The event loop: uvloop (the uvloop extra), asyncio, or auto: uvloop "
+        "when it is installed, else asyncio.",
+    )
     docs: bool = Field(
         False, description="Serve the interactive API docs at /docs (loads assets from a CDN)."
     )
