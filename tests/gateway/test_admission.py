@@ -170,6 +170,23 @@ async def test_sse_streams_leave_the_limit_at_their_first_event() -> None:
             assert await asyncio.gather(*results) == [6] * 6  # start, 3 deltas, complete, done
 
 
+async def test_a_long_sse_reply_is_not_held_for_the_done_frame() -> None:
+    async with gateway(sse_done_reply_max_chars=10) as gw, gw.http() as http:
+        for text, expected in (("short one", "short one"), ("a longer reply", None)):
+            async with http.stream(
+                "POST", "/v1/conversations", json=conversation(text), headers=SSE
+            ) as response:
+                frames = await read_frames(response)
+            deltas = "".join(f.data["text"] for f in frames if f.event == "message")
+            assert deltas == text  # the client has the whole reply from the deltas
+            assert frames[-1].event == "done"
+            assert frames[-1].data["reply"] == expected
+            assert frames[-1].data["events"] == len(frames) - 1
+        # JSON answers are the reply itself, whatever its length.
+        answer = await http.post("/v1/conversations", json=conversation("a longer reply"))
+        assert answer.json()["reply"] == "a longer reply"
+
+
 async def test_a_bad_timeout_header_is_400_naming_it() -> None:
     async with gateway() as gw, gw.http() as http:
         response = await http.post(

@@ -50,6 +50,12 @@ class GatewaySettings(BaseSettings):
         le=3600,
         description="SSE: a `: keep-alive` comment after this long without an event (0: off).",
     )
+    sse_done_reply_max_chars: int = Field(
+        64 * 1024,
+        ge=0,
+        description="SSE: the `done` frame repeats the reply up to this many characters; "
+        "a longer reply gets `reply: null` there (the gateway does not hold it).",
+    )
     max_concurrency: int = Field(
         256,
         ge=1,
