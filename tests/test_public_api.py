@@ -159,6 +159,7 @@ DISTRIBUTIONS = {
     "starlette": "starlette",
     "h11": "h11",
     "uvicorn": "uvicorn",
+    "uvloop": "uvloop",
     "pydantic": "pydantic",
     "pydantic_settings": "pydantic-settings",
     "httpx": "httpx",

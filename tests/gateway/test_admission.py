@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer
 from ecsgrpc_apps.workflow.settings import AgentSettings
 from tests.gateway.support import SSE, RunningGateway, conversation, read_frames, running_gateway
 from tests.gateway.test_hostile import address, metric, raw_exchange, status_and_body
+from tests.support.agents import wait_until
 from tests.support.servers import running_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,6 +83,73 @@ async def test_over_the_limit_a_request_is_refused_at_once_before_its_body() -> 
         )
 
 
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
+    """One HTTP/1.1 answer with a Content-Length body: status, head, body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    return int(head.split(b" ", 2)[1]), head, await reader.readexactly(length)
+
+
+async def test_at_the_limit_conversations_are_refused_at_the_door_and_the_connection_lives_on() -> (
+    None
+):
+    async with gateway(delay=1.0, max_concurrency=1, adaptive_concurrency=False) as gw:
+        front = gw.server.config.app.front
+        entered: list[str] = []
+        serve = front.conversation
+
+        async def spy(scope: Any, receive: Any, send: Any) -> None:  # the ASGI entry of the route
+            entered.append(scope["path"])
+            await serve(scope, receive, send)
+
+        body = json.dumps(conversation("refused")).encode()
+        post = (
+            b"POST /v1/conversations HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % len(body)
+        )
+        async with gw.http() as http:
+            held = asyncio.create_task(http.post("/v1/conversations", json=conversation("a b")))
+            assert await wait_until(lambda: front.limiter.in_flight == 1, 5)
+            front.conversation = spy
+            reader, writer = await asyncio.open_connection(*address(gw))
+            try:
+                # A refused conversation, its body and a pipelined request, in one write.
+                writer.write(post + body + b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+                status, head, answer = await _answer(reader)
+                assert status == 503
+                assert b"\r\nretry-after: 1\r\n" in head
+                assert json.loads(answer)["error"]["code"] == "overloaded"
+                assert (await _answer(reader))[0] == 200  # the same connection goes on
+                # A body that comes in pieces after its answer is dropped as it comes.
+                writer.write(post + body[:7])
+                await writer.drain()
+                assert (await _answer(reader))[0] == 503
+                writer.write(body[7:])
+                writer.write(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n")
+                assert (await _answer(reader))[0] == 200
+                assert entered == []  # neither reached the ASGI app
+                assert (await held).status_code == 200
+                # Below the limit again: the same connection is served in full.
+                writer.write(post + body)
+                status, _, answer = await _answer(reader)
+                assert status == 200, answer
+                assert json.loads(answer)["reply"] == "refused"
+                assert entered == ["/v1/conversations"]
+            finally:
+                writer.close()
+        assert await metric(gw, "ecsgrpc_gateway_refusals_total", reason="concurrency") == 2
+        assert (
+            await metric(
+                gw,
+                "ecsgrpc_gateway_requests_total",
+                route="/v1/conversations",
+                method="POST",
+                status="503",
+            )
+            == 2
+        )
+
+
 async def test_sse_streams_leave_the_limit_at_their_first_event() -> None:
     # Limit 2, yet 6 slow streams run at once: past its first event a stream
     # waits on its agent and no longer counts.
@@ -99,6 +168,23 @@ async def test_sse_streams_leave_the_limit_at_their_first_event() -> None:
                 results.append(asyncio.create_task(stream()))
                 await asyncio.sleep(0.1)
             assert await asyncio.gather(*results) == [6] * 6  # start, 3 deltas, complete, done
+
+
+async def test_a_long_sse_reply_is_not_held_for_the_done_frame() -> None:
+    async with gateway(sse_done_reply_max_chars=10) as gw, gw.http() as http:
+        for text, expected in (("short one", "short one"), ("a longer reply", None)):
+            async with http.stream(
+                "POST", "/v1/conversations", json=conversation(text), headers=SSE
+            ) as response:
+                frames = await read_frames(response)
+            deltas = "".join(f.data["text"] for f in frames if f.event == "message")
+            assert deltas == text  # the client has the whole reply from the deltas
+            assert frames[-1].event == "done"
+            assert frames[-1].data["reply"] == expected
+            assert frames[-1].data["events"] == len(frames) - 1
+        # JSON answers are the reply itself, whatever its length.
+        answer = await http.post("/v1/conversations", json=conversation("a longer reply"))
+        assert answer.json()["reply"] == "a longer reply"
 
 
 async def test_a_bad_timeout_header_is_400_naming_it() -> None:

@@ -114,11 +114,6 @@ async def slow_reader(host: str, port: int, seconds: float) -> int:
     return got
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="not yet held: measured +25 MB in one run but +93 to +156 MB in others on the shared "
-    "machine (+111 MB without the flow-control options); where the rest is held is not found yet",
-)
 async def test_a_hundred_slow_sse_clients_of_5_mb_replies_grow_the_gateway_by_at_most_50_mb(
     tmp_path: Path,
 ) -> None:

@@ -138,3 +138,24 @@ def test_lag_or_slowness_with_the_limit_barely_used_refuses_nothing_more() -> No
         for _ in range(8):
             limit.release(0.01 * (1 + step % 7))  # latency all over the place
     assert limit.limit == 32
+
+
+def test_after_a_stall_the_limit_comes_back_to_its_start_under_light_load() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=100, initial_limit=32), clock=clock)
+    warm(limit, clock)
+    for _ in range(20):  # a stall: the limit full, the loop late
+        while limit.try_acquire():
+            pass
+        limit.observe_lag(0.5)
+        clock.now += 0.06
+        for _ in range(limit.in_flight):
+            limit.release(0.2)
+    assert limit.limit <= 8
+    for _ in range(60):  # then light load at the usual latency
+        for _ in range(2):
+            assert limit.try_acquire()
+        clock.now += 0.06
+        for _ in range(2):
+            limit.release(0.01)
+    assert limit.limit == 32  # back to the start, not above it

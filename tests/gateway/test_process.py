@@ -140,6 +140,53 @@ async def test_sigterm_drains_finishes_streams_and_exits_0(
             await http.get("/healthz")
 
 
+@needs_string_targets
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_the_gateway_serves_and_drains_on_the_event_loop_asked_for(
+    loop: str,
+    agents: Callable[..., AgentProcess],
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    agent = agents("127.0.0.2")
+    gw = gateway_process(
+        "--host",
+        "127.0.0.13",
+        "--port",
+        "0",
+        "--target",
+        f"static:///{agent.address}",
+        "--drain-seconds",
+        "0",
+        env={"GATEWAY_EVENT_LOOP": loop},
+    )
+    assert gw.url, gw.log_text()
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        assert await wait_until(lambda: _ready(http), 10), gw.log_text()
+        answer = await http.post("/v1/conversations", json=conversation("one two"))
+        assert answer.json()["reply"] == "one two"
+        async with http.stream(
+            "POST", "/v1/conversations", json=conversation("three four"), headers=SSE
+        ) as stream:
+            frames = await read_frames(stream)
+        assert frames[-1].event == "done"
+        assert frames[-1].data["reply"] == "three four"
+    gw.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(gw.proc.wait, 20) == 0, gw.log_text()
+    log = gw.log_text()
+    assert f"event loop: {loop}" in log
+    assert "Traceback" not in log
+
+
+def test_an_unknown_event_loop_fails_at_start_naming_it(
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    gw = gateway_process("--host", "127.0.0.13", "--port", "0", env={"GATEWAY_EVENT_LOOP": "tokio"})
+    assert gw.proc.wait(15) == 2
+    log = gw.log_text()
+    assert "GATEWAY_EVENT_LOOP='tokio'" in log
+    assert "Traceback" not in log
+
+
 async def _ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
 

@@ -10,9 +10,11 @@ per second); then open loop at 0.5x, 1x, 1.5x and 2x ``S``. Per step: goodput
 conversation served.
 
 The load generator is a small raw HTTP/1.1 client over asyncio streams with
-keep-alive connections (a pool of up to :data:`MAX_CONNECTIONS`): on a
-machine of few cores it shares the CPU with the gateway, so the offered rate
-it reaches is reported next to the one asked for.
+keep-alive connections (a pool of up to :data:`MAX_CONNECTIONS`). With two
+cores or more the gateway is pinned (every thread, ``sched_setaffinity``) to
+the first core and the agents and the load generator to the others, so the
+load it measures does not take the gateway's core; the offered rate the
+generator reaches is reported next to the one asked for.
 """
 
 from __future__ import annotations
@@ -221,6 +223,32 @@ class GatewayProcess:
             self.proc.wait(10)
 
 
+def pin(pid: int, cores: set[int]) -> None:
+    """Pin every thread of process ``pid`` to ``cores`` (threads that ended are skipped)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cores)
+
+
+@contextlib.contextmanager
+def _placement(gateway: GatewayProcess, fleet: AgentFleet) -> Iterator[list[int] | None]:
+    """The gateway on the first core, agents and this process on the others (2+ cores)."""
+    before = os.sched_getaffinity(0)
+    cores = sorted(before)
+    if len(cores) < 2 or gateway.proc is None:
+        yield None
+        return
+    rest = set(cores[1:])
+    pin(gateway.proc.pid, {cores[0]})
+    for agent in fleet.agents:
+        pin(agent.pid, rest)
+    pin(os.getpid(), rest)
+    try:
+        yield [cores[0]]
+    finally:
+        pin(os.getpid(), before)
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -268,7 +296,8 @@ async def run(ctx: Context) -> ScenarioResult:
     try:
         spec = await fleet.start()
         target = "static:///" + ",".join(spec.addresses)
-        with _gateway(target) as gateway:
+        with _gateway(target) as gateway, _placement(gateway, fleet) as gateway_cores:
+            result.params["gateway_cores"] = gateway_cores
             load = HttpLoad(gateway.host, gateway.port)
             ctx.progress(f"{NAME}: measuring saturation")
             await load.closed_loop(SATURATION_CLIENTS, pause)  # warm up

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
 from typing import Any
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     )
     # OpenTelemetry export as the OTEL_* variables say (otel extra).
     configure_from_env("api-gateway", None)
-    from ecsgrpc_apps.gateway.runner import run_gateway
+    from ecsgrpc_apps.gateway.runner import event_loop_factory, run_gateway
 
-    return asyncio.run(run_gateway(settings, target=args.target))
+    factory, name = event_loop_factory(settings.event_loop)
+    logging.getLogger("ecsgrpc_apps.gateway").info("event loop: %s", name)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_gateway(settings, target=args.target))

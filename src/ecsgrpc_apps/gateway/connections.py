@@ -14,7 +14,17 @@
 * a **cap on open connections** (``GATEWAY_MAX_CONNECTIONS``, kept below the
   open-files limit): a connection above it gets 503 and is closed;
 * malformed HTTP gets the JSON error body (400 ``bad_request``), not
-  uvicorn's plain text.
+  uvicorn's plain text;
+* **refusal at the door**: while the gateway's :class:`Door` says it is full
+  (its adaptive concurrency limit is reached), a ``POST /v1/conversations``
+  whose whole head arrived in one read is answered 503 ``overloaded`` from
+  the raw bytes: the parser never sees it, no ASGI task is made, and its body
+  (``Content-Length``, up to the door's body limit) is dropped as it comes,
+  so the kept-alive connection serves the client's next request. A refusal
+  then costs a few tens of microseconds instead of a parsed, routed request
+  (what overload's goodput depends on, docs/gateway.md). Anything unusual
+  (chunked, ``Expect``, ``Connection``, a split head, a client that does not
+  read its answers) goes the normal way, where Front refuses it after parsing.
 
 Also here: :func:`raise_open_files_limit` (soft to hard at start) and
 :func:`rate_limited_accept_errors` (the event loop's "socket.accept() out of
@@ -31,7 +41,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -40,6 +50,7 @@ from ecsgrpc_apps.gateway.instrument import OverloadMetrics
 
 __all__ = [
     "ConnectionLimits",
+    "Door",
     "guarded_protocol",
     "raise_open_files_limit",
     "rate_limited_accept_errors",
@@ -59,6 +70,26 @@ class ConnectionLimits:
     max_header_count: int = 100
     max_head_bytes: int = 16 * 1024
     head_timeout_seconds: float = 10.0
+
+
+class Door(Protocol):
+    """Who decides, before parsing, that a new conversation is refused (the gateway's Front)."""
+
+    #: The request line the door answers: ``b"POST /v1/conversations HTTP/1.1\\r\\n"``.
+    request_line: bytes
+    #: Bodies larger than this are not dropped at the door (the normal path refuses them).
+    max_body_bytes: int
+
+    def full(self) -> bool:
+        """True while a new conversation would be refused (cheap: called per request)."""
+
+    def refuse(self) -> bytes:
+        """Count one refusal and return the whole HTTP/1.1 answer (kept-alive)."""
+
+
+# A refused request's answer is only written while the client reads its answers.
+_DOOR_WRITE_BUFFER = 64 * 1024
+_DOOR_UNUSUAL = (b"\r\ntransfer-encoding:", b"\r\nexpect:", b"\r\nconnection:")
 
 
 def raw_error(status: int, reason: str, code: str, message: str) -> bytes:
@@ -81,6 +112,7 @@ class _Guarded(H11Protocol):
 
     limits: ConnectionLimits = ConnectionLimits()
     metrics: OverloadMetrics | None = None
+    door: Door | None = None
     _counted: set[Any] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -94,6 +126,7 @@ class _Guarded(H11Protocol):
         self._tail = b""
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._drop = 0  # bytes of a request refused at the door still to come
         if len(self.connections) > self.limits.max_connections:
             self._refuse(
                 "connections",
@@ -145,11 +178,66 @@ class _Guarded(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        if self.conn.their_state is h11.IDLE and not self._check_head(data):
-            return
+        while True:
+            if self._refused:
+                return
+            if self._drop:
+                if len(data) <= self._drop:
+                    self._drop -= len(data)
+                    return
+                data = data[self._drop :]
+                self._drop = 0
+            if self.conn.their_state is not h11.IDLE:
+                break
+            door = self.door
+            if door is not None and self._head_bytes == 0 and door.full():
+                rest = self._refuse_at_door(door, data)
+                if rest is not None:
+                    if not rest:
+                        return
+                    data = rest  # a pipelined request follows
+                    continue
+            if not self._check_head(data):
+                return
+            break
         super().data_received(data)
+
+    def _refuse_at_door(self, door: Door, data: bytes) -> bytes | None:
+        """Answer a conversation from its raw head; what follows its body, or None to parse it."""
+        if not data.startswith(door.request_line):
+            return None
+        end = data.find(b"\r\n\r\n")
+        limits = self.limits
+        if end < 0 or end + 4 > limits.max_head_bytes or self.conn.trailing_data[0]:
+            return None
+        head = data[:end].lower()
+        if head.count(b"\r\n") > limits.max_header_count or any(
+            name in head for name in _DOOR_UNUSUAL
+        ):
+            return None
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0 or head.find(b"\r\ncontent-length:", at + 1) >= 0:
+            return None
+        stop = head.find(b"\r\n", at + 2)
+        value = (head[at + 17 : stop] if stop > 0 else head[at + 17 :]).strip()
+        if not value.isdigit() or int(value) > door.max_body_bytes:
+            return None
+        if self.transport.is_closing() or (
+            self.transport.get_write_buffer_size() > _DOOR_WRITE_BUFFER
+        ):
+            return None
+        self._unset_keepalive_if_required()
+        self.transport.write(door.refuse())
+        self.server_state.total_requests += 1
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+        body = data[end + 4 :]
+        length = int(value)
+        if len(body) < length:
+            self._drop = length - len(body)
+            return b""
+        return body[length:]
 
     def _check_head(self, data: bytes) -> bool:
         """Count a head's bytes and lines as they come; False when it was refused."""
@@ -199,10 +287,15 @@ class _Guarded(H11Protocol):
 
 
 def guarded_protocol(
-    limits: ConnectionLimits, metrics: OverloadMetrics | None = None
+    limits: ConnectionLimits, metrics: OverloadMetrics | None = None, door: Door | None = None
 ) -> type[H11Protocol]:
-    """uvicorn's ``http`` protocol class with these limits (pass as ``Config(http=...)``)."""
-    return type("GuardedH11Protocol", (_Guarded,), {"limits": limits, "metrics": metrics})
+    """uvicorn's ``http`` protocol class with these limits (pass as ``Config(http=...)``).
+
+    ``door``: refuse conversations at the door while it is full (module docstring).
+    """
+    return type(
+        "GuardedH11Protocol", (_Guarded,), {"limits": limits, "metrics": metrics, "door": door}
+    )
 
 
 def raise_open_files_limit() -> tuple[int, int]:

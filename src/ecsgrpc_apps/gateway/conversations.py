@@ -70,23 +70,47 @@ def event_out(event: pb2.ConversationEvent) -> EventOut:
 
 @dataclass
 class ReplyAssembler:
-    """Builds the reply from the events seen so far (DELTA texts in order)."""
+    """Builds the reply from the events seen so far (DELTA texts in order).
+
+    ``keep``: the most characters kept (None: all). Past it the texts are
+    dropped (``overflow``): an SSE stream's client has them from the delta
+    frames, and a slow client must not make the gateway hold a long reply.
+    """
 
     conversation_id: str
+    keep: int | None = None
     parts: list[str] = field(default_factory=list)
     served_by: str = ""
     events: int = 0
+    overflow: bool = False
+    _chars: int = 0
 
     def add(self, event: pb2.ConversationEvent) -> None:
         self.events += 1
         self.served_by = event.served_by or self.served_by
-        if event.kind == pb2.ConversationEvent.KIND_DELTA:
-            self.parts.append(event.text)
+        if event.kind == pb2.ConversationEvent.KIND_DELTA and not self.overflow:
+            self._chars += len(event.text)
+            if self.keep is not None and self._chars > self.keep:
+                self.overflow = True
+                self.parts.clear()
+            else:
+                self.parts.append(event.text)
 
     def restart(self) -> None:
         """Forget a cut attempt's events (a restart starts over)."""
         self.parts.clear()
         self.events = 0
+        self.overflow = False
+        self._chars = 0
+
+    def done(self) -> DoneEvent:
+        """The ``event: done`` data: the reply, or None past ``keep``."""
+        return DoneEvent(
+            conversation_id=self.conversation_id,
+            reply=None if self.overflow else "".join(self.parts),
+            served_by=self.served_by,
+            events=self.events,
+        )
 
     def reply(self) -> ConversationReply:
         return ConversationReply(
@@ -238,8 +262,7 @@ class Conversations:
             body = err.body().model_dump(mode="json")
             yield sse_frame(json.dumps(body, separators=(",", ":")), event="error")
             return
-        done = DoneEvent(**assembler.reply().model_dump())
-        yield sse_frame(_dump(done), event="done")
+        yield sse_frame(_dump(assembler.done()), event="done")
 
     async def _collect(
         self,
@@ -295,7 +318,7 @@ class Conversations:
         upstream = build_request(cid, messages, body.metadata)
         restart = Restart(lambda: self._upstream(upstream, deadline), self.metrics)
         events = restart.again()
-        assembler = ReplyAssembler(cid)
+        assembler = ReplyAssembler(cid, self.settings.sse_done_reply_max_chars if sse else None)
         watcher = DisconnectWatcher(receive)
         handed_over = False
         try:

@@ -94,10 +94,25 @@ _OVERLOADED = _refusal(
     "the gateway is at its concurrency limit; retry after the Retry-After seconds",
     "1",
 )
+# The same answer as raw HTTP/1.1, for refusals at the connection's door.
+_OVERLOADED_HTTP = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    + b"".join(name + b": " + value + b"\r\n" for name, value in _OVERLOADED[1])
+    + b"\r\n"
+    + _OVERLOADED[0]
+)
 
 
 class Front:
-    """The ASGI entry (see the module docstring); ``app`` serves all other requests."""
+    """The ASGI entry (see the module docstring); ``app`` serves all other requests.
+
+    It is also the connections' :class:`~ecsgrpc_apps.gateway.connections.Door`:
+    while the limit is reached, a conversation whose head arrives whole is
+    refused from its raw bytes, before uvicorn parses it (the same 503, counted
+    the same way, but neither traced nor access-logged).
+    """
+
+    request_line = b"POST " + _ROUTE.encode() + b" HTTP/1.1\r\n"
 
     def __init__(
         self,
@@ -114,7 +129,7 @@ class Front:
         self.metrics = metrics
         self.overload = overload
         self._max_timeout = conversations.settings.request_timeout_seconds
-        self._max_body = conversations.settings.max_body_bytes
+        self._max_body = self.max_body_bytes = conversations.settings.max_body_bytes
         self._refused_concurrency = overload.refusals.labels("concurrency")
         self._refused_deadline = overload.refusals.labels("deadline")
         self._in_flight = metrics.in_flight.labels(_ROUTE)
@@ -128,6 +143,16 @@ class Front:
             await traced(self.conversation, _ROUTE, scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def full(self) -> bool:
+        """True while a new conversation would be refused (the limit is reached)."""
+        return self.limiter.in_flight >= self.limiter.limit
+
+    def refuse(self) -> bytes:
+        """Count a refusal at the door; the raw 503 ``overloaded`` answer (kept-alive)."""
+        self._refused_concurrency.inc()
+        self._count(503, time.perf_counter())
+        return _OVERLOADED_HTTP
 
     def _count(self, status: int, started: float) -> None:
         counter = self._statuses.get(status)

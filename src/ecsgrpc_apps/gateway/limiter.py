@@ -33,7 +33,10 @@ that waits on its agent adds no lag; work that burns the gateway's CPU does.
 
 Neither rule lowers a limit that is less than half used: then slower answers
 or a late timer are not the admitted work's doing (a slow agent, a busy
-machine), and refusing more would not help.
+machine), and refusing more would not help. A limit that is less than half
+used and below ``initial_limit`` grows back to it (by ``sqrt(limit)`` a
+window) while the latency is within ``tolerance`` of the baseline: a stall
+that cut it is over, and light load is not refused for it.
 
 Everything in :class:`AdaptiveLimit` is plain arithmetic on one event loop:
 no locks, no I/O.
@@ -153,7 +156,11 @@ class AdaptiveLimit:
             self.baseline += (mean - self.baseline) * cfg.baseline_follow
         if not saturated:
             # Not using half the limit: slower answers are not our queue (the agents,
-            # the machine), and nothing says a higher limit is safe. Keep it.
+            # the machine), and nothing says a limit above the starting one is safe.
+            # A limit cut below the start (a stall, a burst) comes back to it while
+            # latency is normal again, so a past stall does not refuse light load.
+            if self._limit < cfg.initial_limit and mean <= cfg.tolerance * self.baseline:
+                self._limit = min(float(cfg.initial_limit), self._limit + math.sqrt(self._limit))
             return
         gradient = min(1.0, max(0.5, cfg.tolerance * self.baseline / mean))
         new = self._limit * gradient + math.sqrt(self._limit)

@@ -91,7 +91,11 @@ class DoneEvent(BaseModel):
     """The ``event: done`` data that ends a successful stream."""
 
     conversation_id: str
-    reply: str
+    reply: str | None = Field(
+        description="The deltas joined; null when the reply is longer than "
+        "GATEWAY_SSE_DONE_REPLY_MAX_CHARS characters (the client has it from the delta "
+        "frames, and the gateway does not hold it)."
+    )
     served_by: str
     events: int
 

@@ -6,10 +6,12 @@ import asyncio
 import logging
 import math
 import socket
+from collections.abc import Callable
 
 import uvicorn
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from ecsgrpc.errors import ConfigError
 from ecsgrpc.metrics import gateway_metrics
 from ecsgrpc_apps.gateway.app import GatewayApp, create_app
 from ecsgrpc_apps.gateway.connections import (
@@ -23,7 +25,13 @@ from ecsgrpc_apps.gateway.lifecycle import GatewayServer, Lifecycle
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.workflow.client import WorkflowClient
 
-__all__ = ["STARTUP_FAILED", "reuse_port_socket", "run_gateway", "uvicorn_config"]
+__all__ = [
+    "STARTUP_FAILED",
+    "event_loop_factory",
+    "reuse_port_socket",
+    "run_gateway",
+    "uvicorn_config",
+]
 
 STARTUP_FAILED = 3
 
@@ -57,9 +65,31 @@ def uvicorn_config(
         timeout_graceful_shutdown=math.ceil(settings.grace_seconds),
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         server_header=False,
-        http=guarded_protocol(limits, app.front.overload),
+        http=guarded_protocol(limits, app.front.overload, app.front),
         backlog=4096,
     )
+
+
+def event_loop_factory(
+    choice: str,
+) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The loop factory for ``GATEWAY_EVENT_LOOP`` (``auto``, ``asyncio``, ``uvloop``) and its name.
+
+    ``auto`` is uvloop when it is installed (the ``uvloop`` extra), else asyncio's
+    own loop (factory None). Raises ConfigError for ``uvloop`` when it is not installed.
+    """
+    if choice == "asyncio":
+        return None, "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError(
+                "GATEWAY_EVENT_LOOP='uvloop': uvloop is not installed "
+                "(pip install 'ecsgrpc[uvloop]')"
+            ) from None
+        return None, "asyncio"
+    return uvloop.new_event_loop, "uvloop"
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:

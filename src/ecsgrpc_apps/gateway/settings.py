@@ -50,6 +50,12 @@ class GatewaySettings(BaseSettings):
         le=3600,
         description="SSE: a `: keep-alive` comment after this long without an event (0: off).",
     )
+    sse_done_reply_max_chars: int = Field(
+        64 * 1024,
+        ge=0,
+        description="SSE: the `done` frame repeats the reply up to this many characters; "
+        "a longer reply gets `reply: null` there (the gateway does not hold it).",
+    )
     max_concurrency: int = Field(
         256,
         ge=1,
@@ -90,6 +96,12 @@ class GatewaySettings(BaseSettings):
         False,
         description="Bind with SO_REUSEPORT, so several gateway processes share one port "
         "and the kernel spreads connections over them (one process per core).",
+    )
+    event_loop: str = Field(
+        "auto",
+        pattern=r"^(auto|asyncio|uvloop)$",
+        description="The event loop: uvloop (the uvloop extra), asyncio, or auto: uvloop "
+        "when it is installed, else asyncio.",
     )
     docs: bool = Field(
         False, description="Serve the interactive API docs at /docs (loads assets from a CDN)."
