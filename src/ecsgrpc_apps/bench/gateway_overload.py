@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,14 +271,15 @@ def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, 
     }
 
 
-@contextlib.contextmanager
-def _gateway(target: str) -> Iterator[GatewayProcess]:
+@contextlib.asynccontextmanager
+async def _gateway(target: str) -> AsyncIterator[GatewayProcess]:
+    """The gateway process, started and stopped off the event loop (both wait)."""
     gateway = GatewayProcess(target)
-    gateway.start()
+    await asyncio.to_thread(gateway.start)
     try:
         yield gateway
     finally:
-        gateway.stop()
+        await asyncio.to_thread(gateway.stop)
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -296,38 +297,44 @@ async def run(ctx: Context) -> ScenarioResult:
     try:
         spec = await fleet.start()
         target = "static:///" + ",".join(spec.addresses)
-        with _gateway(target) as gateway, _placement(gateway, fleet) as gateway_cores:
-            result.params["gateway_cores"] = gateway_cores
-            load = HttpLoad(gateway.host, gateway.port)
-            ctx.progress(f"{NAME}: measuring saturation")
-            await load.closed_loop(SATURATION_CLIENTS, pause)  # warm up
-            cpu0 = gateway.cpu_seconds()
-            # Closed loop below half the limiter's starting limit: the gateway's own
-            # throughput, untouched by admission (a closed-loop client re-sends a
-            # refused request at once, which measures refusals, not service).
-            sat_seconds = max(1.0, seconds / 2)
-            sat = await load.closed_loop(SATURATION_CLIENTS, sat_seconds)
-            saturation = sum(1 for o in sat if o.status == 200) / sat_seconds
-            result.params["saturation_rps"] = round(saturation, 1)
-            result.params["saturation_cpu_ms_per_ok"] = round(
-                (gateway.cpu_seconds() - cpu0) / max(1, len(sat)) * 1000, 3
-            )
-            series: dict[str, list[Any]] = {"multiple": [], "offered": [], "goodput": [], "p99": []}
-            for multiple in STEPS:
-                ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
-                await asyncio.sleep(pause)
+        async with _gateway(target) as gateway:
+            with _placement(gateway, fleet) as gateway_cores:
+                result.params["gateway_cores"] = gateway_cores
+                load = HttpLoad(gateway.host, gateway.port)
+                ctx.progress(f"{NAME}: measuring saturation")
+                await load.closed_loop(SATURATION_CLIENTS, pause)  # warm up
                 cpu0 = gateway.cpu_seconds()
-                outcomes, reached = await load.open_loop(multiple * saturation, seconds)
-                metrics = summarize(outcomes, seconds, gateway.cpu_seconds() - cpu0)
-                metrics["offered_rps"] = reached
-                metrics["rss_mb"] = gateway.rss_mb()
-                result.rows.append(Row("gateway", metrics, case=f"{multiple:g}x"))
-                series["multiple"].append(multiple)
-                series["offered"].append(reached)
-                series["goodput"].append(metrics["goodput_rps"])
-                series["p99"].append(metrics["p99_ms"])
-            load.close()
-            result.series = series
+                # Closed loop below half the limiter's starting limit: the gateway's own
+                # throughput, untouched by admission (a closed-loop client re-sends a
+                # refused request at once, which measures refusals, not service).
+                sat_seconds = max(1.0, seconds / 2)
+                sat = await load.closed_loop(SATURATION_CLIENTS, sat_seconds)
+                saturation = sum(1 for o in sat if o.status == 200) / sat_seconds
+                result.params["saturation_rps"] = round(saturation, 1)
+                result.params["saturation_cpu_ms_per_ok"] = round(
+                    (gateway.cpu_seconds() - cpu0) / max(1, len(sat)) * 1000, 3
+                )
+                series: dict[str, list[Any]] = {
+                    "multiple": [],
+                    "offered": [],
+                    "goodput": [],
+                    "p99": [],
+                }
+                for multiple in STEPS:
+                    ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
+                    await asyncio.sleep(pause)
+                    cpu0 = gateway.cpu_seconds()
+                    outcomes, reached = await load.open_loop(multiple * saturation, seconds)
+                    metrics = summarize(outcomes, seconds, gateway.cpu_seconds() - cpu0)
+                    metrics["offered_rps"] = reached
+                    metrics["rss_mb"] = gateway.rss_mb()
+                    result.rows.append(Row("gateway", metrics, case=f"{multiple:g}x"))
+                    series["multiple"].append(multiple)
+                    series["offered"].append(reached)
+                    series["goodput"].append(metrics["goodput_rps"])
+                    series["p99"].append(metrics["p99_ms"])
+                load.close()
+                result.series = series
     finally:
         await fleet.aclose()
     _targets(result, saturation)
