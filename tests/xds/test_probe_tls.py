@@ -2,8 +2,9 @@
 
 Real processes: two agents serving mTLS (certificate for the DNS name
 ``workflow-agent``, on IP addresses), found through the moto Cloud Map server;
-two control planes on the same Cloud Map service, one given the client TLS
-material (CA, client certificate and key, server name) and one without it;
+control planes on the same Cloud Map service: one given the client TLS
+material (CA, client certificate and key, server name) by ``--probe-tls-*``
+flags, one by the ``WORKFLOW_SERVICE_TLS_*`` variables, and one without it;
 grpcio's own xDS client (C-core) with mTLS credentials on each. One agent is
 SIGTERMed (it drains: NOT_SERVING while it still serves): the control plane
 with the material publishes it DRAINING and its client stops sending it new
@@ -32,8 +33,13 @@ from ecsgrpc.xds.bootstrap import bootstrap_json
 from ecsgrpc.xds.resources import ENDPOINT
 from ecsgrpc_apps.local.emulator import AwsEmulator
 from tests.support.agents import AgentProcess, wait_until
-from tests.support.certs import make_tls_files
-from tests.support.xds import ControlPlaneProcess, XdsClient, python_client
+from tests.support.certs import TlsFiles, make_tls_files
+from tests.support.xds import (
+    ControlPlaneProcess,
+    XdsClient,
+    python_client,
+    start_control_plane,
+)
 from tests.xds.conftest import NAME, TARGET, register_async
 
 pytestmark = pytest.mark.timeout(180)
@@ -86,9 +92,6 @@ async def test_draining_mtls_agent_gets_no_new_calls_only_with_probe_tls(
     )
     for proc in procs:
         await register_async(aws, svc, proc, "us-east-1a")
-    ids = {p.instance_id for p in procs}
-    draining = procs[0]
-    draining_address = f"{draining.host}:{draining.port}"
 
     probe_tls = (
         *("--probe-tls-ca", str(files.ca), "--probe-tls-server-name", NAME),
@@ -96,7 +99,40 @@ async def test_draining_mtls_agent_gets_no_new_calls_only_with_probe_tls(
     )
     plain_plane = await asyncio.to_thread(control_planes, "127.0.17.120", *SERVICE)
     tls_plane = await asyncio.to_thread(control_planes, "127.0.17.121", *SERVICE, *probe_tls)
+    # The same material from the Workflow client's variables instead of flags.
+    env_plane = await asyncio.to_thread(
+        start_control_plane,
+        "127.0.17.122",
+        tmp_path,
+        SERVICE,
+        env={
+            "WORKFLOW_SERVICE_TLS_CA": str(files.ca),
+            "WORKFLOW_SERVICE_TLS_CERT": str(files.client_cert),
+            "WORKFLOW_SERVICE_TLS_KEY": str(files.client_key),
+            "WORKFLOW_SERVICE_TLS_SERVER_NAME": NAME,
+        },
+    )
+    try:
+        await _drain_and_check(files, procs, plain_plane, tls_plane, env_plane, tmp_path, clients)
+    finally:
+        env_plane.stop()
+
+
+async def _drain_and_check(
+    files: TlsFiles,
+    procs: list[AgentProcess],
+    plain_plane: ControlPlaneProcess,
+    tls_plane: ControlPlaneProcess,
+    env_plane: ControlPlaneProcess,
+    tmp_path: Path,
+    clients: list[XdsClient],
+) -> None:
+    ids = {p.instance_id for p in procs}
+    draining = procs[0]
+    draining_address = f"{draining.host}:{draining.port}"
     assert "health watches: mtls" in tls_plane.log_text()
+    assert "health watches: mtls" in env_plane.log_text()
+    assert "health watches: plaintext" in plain_plane.log_text()
     client_tls = ("--tls-ca", str(files.ca), "--tls-cert", str(files.client_cert))
     client_tls += ("--tls-key", str(files.client_key))
     watched = python_client(
@@ -114,13 +150,15 @@ async def test_draining_mtls_agent_gets_no_new_calls_only_with_probe_tls(
     draining.signal(signal.SIGTERM)
     drained = time.time()
 
-    async def tls_plane_says_draining() -> bool:
-        return (await published_health(tls_plane)).get(draining_address) == DRAINING
+    for plane in (tls_plane, env_plane):
 
-    assert await wait_until(tls_plane_says_draining, 2.0, interval=0.1), (
-        await published_health(tls_plane),
-        tls_plane.log_text()[-2000:],
-    )
+        async def says_draining(plane: ControlPlaneProcess = plane) -> bool:
+            return (await published_health(plane)).get(draining_address) == DRAINING
+
+        assert await wait_until(says_draining, 2.0, interval=0.1), (
+            await published_health(plane),
+            plane.log_text()[-2000:],
+        )
     await asyncio.sleep(3.0)  # still inside the agent's 6 s drain
     late = time.time()
     # With the TLS material: no new calls to the draining agent 1 s after SIGTERM.
