@@ -168,6 +168,8 @@ async def _drain_and_check(
     # never learns (the endpoint is not DRAINING), and the draining agent keeps
     # getting new calls from that control plane's client.
     assert (await published_health(plain_plane)).get(draining_address) != DRAINING
+    assert f"health watch of {draining_address} cannot connect" in plain_plane.log_text()
+    assert "cannot connect" not in tls_plane.log_text() + env_plane.log_text()
     assert draining.instance_id in unwatched.served(drained + 1.0)
     assert late - drained < 6.0, "the check ran after the drain ended: too slow to say"
     watched.stop()

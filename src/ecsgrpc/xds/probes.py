@@ -33,6 +33,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ecsgrpc.security.client import ChannelSecurity
+from ecsgrpc.security.diagnose import explain_connect_error
 
 __all__ = ["HealthProber", "ProbeStatus"]
 
@@ -66,6 +67,7 @@ class HealthProber:
         self._security = security
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._status: dict[str, ProbeStatus] = {}
+        self._warned: dict[str, str] = {}  # address -> TLS hint logged (once per hint)
 
     def status(self, address: str) -> ProbeStatus | None:
         return self._status.get(address)
@@ -77,6 +79,7 @@ class HealthProber:
             if address not in wanted:
                 self._tasks.pop(address).cancel()
                 self._status.pop(address, None)
+                self._warned.pop(address, None)
         for address in wanted - self._tasks.keys():
             self._tasks[address] = asyncio.get_running_loop().create_task(self._watch(address))
 
@@ -96,16 +99,33 @@ class HealthProber:
             try:
                 stub = health_pb2_grpc.HealthStub(channel)
                 async for reply in stub.Watch(request):
+                    self._warned.pop(address, None)
                     serving = reply.status == health_pb2.HealthCheckResponse.SERVING
                     self._set(address, ProbeStatus.SERVING if serving else ProbeStatus.NOT_SERVING)
             except grpc.aio.AioRpcError as exc:
                 _log.debug("health watch of %s: %s", address, exc.code().name)
+                self._warn_tls(address, exc)
             finally:
                 await channel.close()
             # The stream ended: a drained endpoint stays NOT_SERVING; otherwise unknown.
             if self._status.get(address) is ProbeStatus.SERVING:
                 self._set(address, None)
             await asyncio.sleep(self._retry)
+
+    def _warn_tls(self, address: str, exc: grpc.aio.AioRpcError) -> None:
+        """A TLS mismatch is a configuration fault, not a passing outage: say it
+        (once per address and cause) so a fleet whose drains go unseen is noticed."""
+        tls = self._security is not None and self._security.tls
+        hint = explain_connect_error(exc.details() or "", tls=tls)
+        if hint is None or self._warned.get(address) == hint:
+            return
+        self._warned[address] = hint
+        _log.warning(
+            "health watch of %s cannot connect: %s; its draining goes unseen "
+            "(health watches of TLS endpoints: docs/xds.md)",
+            address,
+            hint,
+        )
 
     def _channel(self, address: str) -> Any:
         options: list[tuple[str, Any]] = [("grpc.enable_retries", 0)]
