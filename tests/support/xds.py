@@ -172,7 +172,9 @@ def python_client(
     concurrency: int = 2,
     interval: float = 0.0,
     duration: float = 300.0,
+    args: Sequence[str] = (),
 ) -> XdsClient:
+    """grpcio's C-core client; ``args``: more flags (``--tls-ca FILE`` ...)."""
     cmd = [
         sys.executable,
         str(HERE / "xds_client.py"),
@@ -183,6 +185,7 @@ def python_client(
         str(interval),
         "--duration",
         str(duration),
+        *args,
     ]
     env = {"GRPC_XDS_BOOTSTRAP_CONFIG": bootstrap, "PYTHONPATH": str(REPO / "src")}
     return XdsClient(cmd, env, log_dir / f"pyclient-{time.monotonic_ns()}.err").start()

@@ -29,8 +29,22 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.0)
     parser.add_argument("--deadline", type=float, default=5.0)
     parser.add_argument("--wait-for-ready", action="store_true")
+    parser.add_argument("--tls-ca", help="TLS to the endpoints: the CA (PEM) to trust.")
+    parser.add_argument("--tls-cert", help="mTLS: the client certificate (PEM).")
+    parser.add_argument("--tls-key", help="mTLS: the client key (PEM).")
     args = parser.parse_args()
-    channel = grpc.insecure_channel(args.target)
+    if args.tls_ca:
+        # Plain grpc TLS credentials: grpcio's xDS client applies them to every
+        # endpoint it connects to (the authority, NAME, is the name verified).
+        def read(path: str | None) -> bytes | None:
+            return None if path is None else open(path, "rb").read()
+
+        creds = grpc.ssl_channel_credentials(
+            read(args.tls_ca), read(args.tls_key), read(args.tls_cert)
+        )
+        channel = grpc.secure_channel(args.target, creds)
+    else:
+        channel = grpc.insecure_channel(args.target)
     stub = workflow_agent_pb2_grpc.WorkflowAgentStub(channel)
     lock = threading.Lock()
     stop = threading.Event()

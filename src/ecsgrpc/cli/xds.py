@@ -1,7 +1,8 @@
 """``ecsgrpc xds serve|bootstrap``: the xDS control plane and its clients' bootstrap.
 
 ``serve`` runs the control plane for one or more ``--service NAME=TARGET``
-(clients then call ``xds:///NAME``). ``bootstrap`` prints (or writes with
+(clients then call ``xds:///NAME``); ``--probe-tls*`` say how its health
+watches reach endpoints that serve TLS or mTLS. ``bootstrap`` prints (or writes with
 ``--output``) a client's bootstrap JSON; on ECS its zone and node id come from
 the task metadata endpoint. Both need the ``xds`` extra. See docs/xds.md.
 """
@@ -13,10 +14,13 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecsgrpc.cli.base import CommandParser, add_version
 from ecsgrpc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ecsgrpc.security.client import ClientSecurity
 
 __all__ = ["add_parser", "bootstrap_command", "serve_command"]
 
@@ -104,6 +108,38 @@ def _add_serve(sub: Any) -> None:
         default=True,
         help="Watch each endpoint's health; NOT_SERVING: DRAINING (default on).",
     )
+    p.add_argument(
+        "--probe-tls",
+        action="store_true",
+        default=None,
+        help="Health watches use TLS, grpc's default roots [env WORKFLOW_SERVICE_TLS].",
+    )
+    p.add_argument(
+        "--probe-tls-ca",
+        type=Path,
+        metavar="FILE",
+        help="CA (PEM) of the endpoints' certificates: health watches use TLS "
+        "[env WORKFLOW_SERVICE_TLS_CA].",
+    )
+    p.add_argument(
+        "--probe-tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="Client certificate (PEM) the health watches present: mTLS "
+        "[env WORKFLOW_SERVICE_TLS_CERT].",
+    )
+    p.add_argument(
+        "--probe-tls-key",
+        type=Path,
+        metavar="FILE",
+        help="Private key (PEM) of --probe-tls-cert [env WORKFLOW_SERVICE_TLS_KEY].",
+    )
+    p.add_argument(
+        "--probe-tls-server-name",
+        metavar="NAME",
+        help="Name to verify in the endpoints' certificates (endpoints are IP addresses) "
+        "[env WORKFLOW_SERVICE_TLS_SERVER_NAME].",
+    )
     p.add_argument("--metrics-port", type=int, help="Serve Prometheus metrics over HTTP here.")
     p.add_argument(
         "--drain-seconds",
@@ -145,6 +181,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         rds=args.rds,
         zone_priority=args.zone_priority,
         probe=args.probe,
+        probe_tls=args.probe_tls,
+        probe_tls_ca=args.probe_tls_ca,
+        probe_tls_cert=args.probe_tls_cert,
+        probe_tls_key=args.probe_tls_key,
+        probe_tls_server_name=args.probe_tls_server_name,
         metrics_port=args.metrics_port,
         drain_seconds=args.drain_seconds,
         grace_seconds=args.grace_seconds,
@@ -206,6 +247,11 @@ def serve_command(
     zone_priority: bool,
     probe: bool,
     metrics_port: int | None,
+    probe_tls: bool | None = None,
+    probe_tls_ca: Path | None = None,
+    probe_tls_cert: Path | None = None,
+    probe_tls_key: Path | None = None,
+    probe_tls_server_name: str | None = None,
     drain_seconds: float,
     grace_seconds: float,
     tls_cert: Path | None,
@@ -243,6 +289,14 @@ def serve_command(
             )
         except ConfigError as exc:
             raise ConfigError(f"--service {text!r}: {exc}") from None
+    probe_security = _probe_security(
+        probe,
+        tls=probe_tls,
+        tls_ca=probe_tls_ca,
+        tls_cert=probe_tls_cert,
+        tls_key=probe_tls_key,
+        tls_server_name=probe_tls_server_name,
+    )
     flags = ("host", "port", "drain_seconds", "grace_seconds", "tls_cert", "tls_key", "tls_ca")
     settings = load(
         ServerSettings,
@@ -268,7 +322,51 @@ def serve_command(
             start_http_server(metrics_port, addr=host)
         except OSError as exc:
             raise ConfigError(f"--metrics-port {metrics_port}: {exc}") from None
-    return asyncio.run(run_control_plane(services, settings=settings, probe=probe))
+    return asyncio.run(
+        run_control_plane(services, settings=settings, probe=probe, probe_security=probe_security)
+    )
+
+
+def _probe_security(probe: bool, **given: Any) -> ClientSecurity | None:
+    """The client TLS of the health watches: each ``--probe-tls*`` flag, else
+    the Workflow client's variable (``WORKFLOW_SERVICE_TLS*``). The files are
+    read now: a bad one is a ConfigError naming the flag (or variable) and file."""
+    from ecsgrpc.envreader import env_names, load
+    from ecsgrpc.security.client import ClientSecurity
+    from ecsgrpc.security.client_tls import ClientTls
+    from ecsgrpc.security.settings import ClientSecuritySettings
+
+    flags = {name: "--probe-" + name.replace("_", "-") for name in given}
+    typed = [flags[name] for name, value in given.items() if value is not None]
+    if not probe:
+        if typed:
+            raise ConfigError(f"{typed[0]} given with --no-probe (no health watches)")
+        return None
+    # Only the TLS variables: the health service is open, no token is sent.
+    variables = env_names(ClientSecuritySettings)
+    env = {variables[name]: os.environ.get(variables[name], "") for name in given}
+    settings = load(ClientSecuritySettings, env=env, given_as=flags, **given)
+    if not settings.tls and all(getattr(settings, n) is None for n in given if n != "tls"):
+        return None
+
+    def label(name: str) -> str:
+        from_env = given[name] is None and env[variables[name]]
+        return variables[name] if from_env else flags[name]
+
+    tls = ClientTls(
+        ca=settings.tls_ca,
+        cert=settings.tls_cert,
+        key=settings.tls_key,
+        server_name=settings.tls_server_name,
+        names=(
+            label("tls_ca"),
+            label("tls_cert"),
+            label("tls_key"),
+            label("tls_server_name"),
+        ),
+    )
+    tls.load()
+    return ClientSecurity(tls=tls)
 
 
 def bootstrap_command(

@@ -32,6 +32,7 @@ from ecsgrpc.endpoints import EndpointSet
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.resolvers.base import Resolver
 from ecsgrpc.resolvers.registry import build_resolver
+from ecsgrpc.security.client import ChannelSecurity, ClientSecurity
 from ecsgrpc.xds.config import XdsService
 from ecsgrpc.xds.probes import HealthProber, ProbeStatus
 from ecsgrpc.xds.resources import (
@@ -81,6 +82,10 @@ class Catalog:
     """Watches every service's target and publishes snapshots.
 
     ``probe``: keep a health watch on every endpoint (see :mod:`ecsgrpc.xds.probes`).
+    ``probe_security``: how those watches reach endpoints that serve TLS/mTLS
+    (None: plaintext). Its files are read here (ConfigError naming the setting
+    and file) and re-checked, off the event loop, at each discovery answer: new
+    watch connections use the current files.
     ``resolver_options``: passed to :func:`~ecsgrpc.resolvers.registry.build_resolver`.
     Use from one event loop: ``await start()`` ... ``await aclose()``.
     """
@@ -90,6 +95,7 @@ class Catalog:
         services: Sequence[XdsService],
         *,
         probe: bool = True,
+        probe_security: ClientSecurity | None = None,
         registry: CollectorRegistry | None = None,
         resolver_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -100,7 +106,12 @@ class Catalog:
         self.services: Mapping[str, XdsService] = MappingProxyType({s.name: s for s in services})
         self._registry = registry
         self._options = dict(resolver_options or {})
-        self._prober = HealthProber(self._republish) if probe else None
+        self._security = (
+            ChannelSecurity(probe_security)
+            if probe and probe_security is not None and probe_security.enabled
+            else None
+        )
+        self._prober = HealthProber(self._republish, security=self._security) if probe else None
         self._sets: dict[str, EndpointSet] = {}
         self._snapshot = CatalogSnapshot(0)
         self._changed = asyncio.Event()
@@ -134,6 +145,8 @@ class Catalog:
     async def _follow(self, name: str, resolver: Resolver) -> None:
         async for endpoint_set in resolver.watch():
             self._sets[name] = endpoint_set
+            if self._security is not None:
+                await self._security.refresh()
             if self._prober is not None:
                 self._prober.update({ep.address for s in self._sets.values() for ep in s})
             self._republish()

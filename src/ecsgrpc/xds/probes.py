@@ -12,6 +12,12 @@ becomes the endpoint's published health (see :mod:`ecsgrpc.xds.catalog`):
   Silence is left to the clients' own connection handling and outlier
   detection: the control plane never removes an endpoint only because *it*
   cannot reach it (a partition between it and one task must not empty a fleet).
+
+Endpoints that serve TLS or mTLS are watched over TLS: give the prober a
+:class:`~ecsgrpc.security.client.ChannelSecurity` (CA, client certificate and
+key, server name: the same settings as any ecsgrpc client). Without one the
+watches are plaintext, and a TLS endpoint's status stays unknown (its handshake
+fails, so the watch never hears SERVING or NOT_SERVING).
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ecsgrpc.security.client import ChannelSecurity
+from ecsgrpc.security.diagnose import explain_connect_error
 
 __all__ = ["HealthProber", "ProbeStatus"]
 
@@ -39,14 +49,25 @@ class HealthProber:
     """Watches ``addresses`` (``host:port``); calls ``on_change`` when a status changes.
 
     ``retry``: seconds between reconnection attempts to an endpoint that does not
-    answer. Use from one event loop; :meth:`aclose` stops every watch.
+    answer. ``security``: how to reach the endpoints (TLS/mTLS; None: plaintext);
+    each new watch connection uses its current credentials (see
+    :meth:`ChannelSecurity.refresh`). Use from one event loop; :meth:`aclose`
+    stops every watch.
     """
 
-    def __init__(self, on_change: Callable[[], None], *, retry: float = 1.0) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[], None],
+        *,
+        retry: float = 1.0,
+        security: ChannelSecurity | None = None,
+    ) -> None:
         self._on_change = on_change
         self._retry = retry
+        self._security = security
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._status: dict[str, ProbeStatus] = {}
+        self._warned: dict[str, str] = {}  # address -> TLS hint logged (once per hint)
 
     def status(self, address: str) -> ProbeStatus | None:
         return self._status.get(address)
@@ -58,6 +79,7 @@ class HealthProber:
             if address not in wanted:
                 self._tasks.pop(address).cancel()
                 self._status.pop(address, None)
+                self._warned.pop(address, None)
         for address in wanted - self._tasks.keys():
             self._tasks[address] = asyncio.get_running_loop().create_task(self._watch(address))
 
@@ -73,22 +95,43 @@ class HealthProber:
     async def _watch(self, address: str) -> None:
         request = health_pb2.HealthCheckRequest(service="")
         while True:
+            channel = self._channel(address)
             try:
-                async with grpc.aio.insecure_channel(
-                    address, options=[("grpc.enable_retries", 0)]
-                ) as channel:
-                    stub = health_pb2_grpc.HealthStub(channel)
-                    async for reply in stub.Watch(request):
-                        serving = reply.status == health_pb2.HealthCheckResponse.SERVING
-                        self._set(
-                            address, ProbeStatus.SERVING if serving else ProbeStatus.NOT_SERVING
-                        )
+                stub = health_pb2_grpc.HealthStub(channel)
+                async for reply in stub.Watch(request):
+                    self._warned.pop(address, None)
+                    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+                    self._set(address, ProbeStatus.SERVING if serving else ProbeStatus.NOT_SERVING)
             except grpc.aio.AioRpcError as exc:
                 _log.debug("health watch of %s: %s", address, exc.code().name)
+                self._warn_tls(address, exc)
+            finally:
+                await channel.close()
             # The stream ended: a drained endpoint stays NOT_SERVING; otherwise unknown.
             if self._status.get(address) is ProbeStatus.SERVING:
                 self._set(address, None)
             await asyncio.sleep(self._retry)
+
+    def _warn_tls(self, address: str, exc: grpc.aio.AioRpcError) -> None:
+        """A TLS mismatch is a configuration fault, not a passing outage: say it
+        (once per address and cause) so a fleet whose drains go unseen is noticed."""
+        tls = self._security is not None and self._security.tls
+        hint = explain_connect_error(exc.details() or "", tls=tls)
+        if hint is None or self._warned.get(address) == hint:
+            return
+        self._warned[address] = hint
+        _log.warning(
+            "health watch of %s cannot connect: %s; its draining goes unseen "
+            "(health watches of TLS endpoints: docs/xds.md)",
+            address,
+            hint,
+        )
+
+    def _channel(self, address: str) -> Any:
+        options: list[tuple[str, Any]] = [("grpc.enable_retries", 0)]
+        if self._security is None:
+            return grpc.aio.insecure_channel(address, options=options)
+        return self._security.new_channel(address, options)
 
     async def aclose(self) -> None:
         tasks = list(self._tasks.values())

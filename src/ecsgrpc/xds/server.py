@@ -21,6 +21,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from ecsgrpc.config import ServerSettings
+from ecsgrpc.security.client import ClientSecurity
 from ecsgrpc.server import Server, ServiceSpec
 from ecsgrpc.xds.ads import AdsServicer
 from ecsgrpc.xds.catalog import Catalog
@@ -37,7 +38,10 @@ class ControlPlane:
     """An xDS control plane for ``services``; ``await start()``, ``await stop()``.
 
     ``settings``: the gRPC server's (address, TLS, drain); ``probe``: health
-    watches on endpoints; ``resolver_options``: see ``build_resolver``.
+    watches on endpoints; ``probe_security``: the client TLS/mTLS those watches
+    use to reach endpoints that serve TLS (None: plaintext; see
+    :class:`~ecsgrpc.xds.catalog.Catalog`); ``resolver_options``: see
+    ``build_resolver``.
     """
 
     def __init__(
@@ -46,12 +50,17 @@ class ControlPlane:
         *,
         settings: ServerSettings,
         probe: bool = True,
+        probe_security: ClientSecurity | None = None,
         registry: CollectorRegistry | None = None,
         resolver_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.metrics = xds_metrics(registry)
         self.catalog = Catalog(
-            services, probe=probe, registry=registry, resolver_options=resolver_options
+            services,
+            probe=probe,
+            probe_security=probe_security,
+            registry=registry,
+            resolver_options=resolver_options,
         )
         self._ads = AdsServicer(self.catalog, self.metrics)
         self.server = Server(
@@ -121,11 +130,18 @@ async def run_control_plane(
     *,
     settings: ServerSettings,
     probe: bool = True,
+    probe_security: ClientSecurity | None = None,
     registry: CollectorRegistry | None = None,
     on_started: Callable[[ControlPlane], None] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT, drain, stop; the process exit code (0, or 1 forced)."""
-    plane = ControlPlane(services, settings=settings, probe=probe, registry=registry)
+    plane = ControlPlane(
+        services,
+        settings=settings,
+        probe=probe,
+        probe_security=probe_security,
+        registry=registry,
+    )
     await plane.start()
     plane.server.install_signal_handlers()
     _log.info(
@@ -134,6 +150,7 @@ async def run_control_plane(
         plane.server.security.mode,
         ", ".join(f"{s.name}={s.target}" for s in services),
     )
+    _log.info("health watches: %s", _probe_mode(probe, probe_security))
     if on_started is not None:
         on_started(plane)
     try:
@@ -141,3 +158,12 @@ async def run_control_plane(
     finally:
         await plane._close()
     return 1 if plane.server.forced else 0
+
+
+def _probe_mode(probe: bool, security: ClientSecurity | None) -> str:
+    if not probe:
+        return "off"
+    tls = None if security is None else security.tls
+    if tls is None:
+        return "plaintext"
+    return "mtls" if tls.cert is not None else "tls"
