@@ -193,13 +193,16 @@ class Balancer:
         return self.picker.pick(exclude)
 
     # Outcome side (every attempt reports here exactly once).
-    def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
+    def done(self, sub: Subchannel, code: grpc.StatusCode, now: float | None = None) -> None:
+        """An attempt on ``sub`` ended with ``code`` (at ``now``, time.monotonic(),
+        when the caller has read the clock already)."""
         sub.in_flight -= 1
         if code is _OK:  # the common case, without hashing an Enum (Python code)
-            sub.silence.answered(time.monotonic(), sub.in_flight)
+            sub.silence.answered(time.monotonic() if now is None else now, sub.in_flight)
             if sub.stalled:
                 sub.set_stalled(False)
-            self._outlier.success(sub.key)
+            if sub.key in self._outlier.failing:
+                self._outlier.success(sub.key)
             if sub.draining:
                 self._close_if_idle(sub)
             return

@@ -18,7 +18,6 @@ candidates (cross-zone traffic costs money on AWS and adds latency).
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import re
@@ -85,13 +84,16 @@ class RoundRobinPicker(Picker[C]):
         self._schedule = _weighted_schedule(self.candidates)
         # Start at a random offset so many clients do not hit the same endpoint first.
         offset = random.randrange(len(self._schedule)) if start is None and self._schedule else 0  # noqa: S311
-        self._counter = itertools.count(offset if start is None else start)
+        self._next = offset if start is None else start
+        self._size = len(self._schedule)
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         schedule = self._schedule
         if not schedule:
             return None
-        chosen = schedule[next(self._counter) % len(schedule)]
+        turn = self._next  # a plain counter: no builtin call per pick (one event loop)
+        self._next = turn + 1
+        chosen = schedule[turn % self._size]
         if exclude and chosen.key in exclude:
             return self._fallback(exclude)
         return chosen

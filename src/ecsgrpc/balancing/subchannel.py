@@ -102,7 +102,7 @@ class Subchannel:
         self._factory = channel_factory
         self._channel: grpc.aio.Channel = channel_factory(self.key)
         self._retired: dict[asyncio.Task[None], grpc.aio.Channel] = {}
-        self._callables: dict[tuple[str, str], Any] = {}
+        self.callables: dict[tuple[str, str], Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -164,7 +164,7 @@ class Subchannel:
             return
         old, old_tasks = self._channel, self._tasks
         self._channel = self._factory(self.key)
-        self._callables = {}
+        self.callables = {}
         self._tasks = []
         for task in old_tasks:
             task.cancel()
@@ -179,8 +179,9 @@ class Subchannel:
         self.start()
 
     def multicallable(self, kind: str, method: str, serializer: Any, deserializer: Any) -> Any:
-        """The underlying channel's multicallable for ``method`` (cached)."""
-        found = self._callables.get((kind, method))
+        """The underlying channel's multicallable for ``method``, cached in
+        ``callables[kind, method]`` (the call path reads that first)."""
+        found = self.callables.get((kind, method))
         if found is None:
             factory = getattr(self._channel, kind)
             found = factory(
@@ -189,7 +190,7 @@ class Subchannel:
                 response_deserializer=deserializer,
                 _registered_method=True,
             )
-            self._callables[(kind, method)] = found
+            self.callables[(kind, method)] = found
         return found
 
     def update(self, endpoint: Endpoint) -> None:
