@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ecsgrpc.balancing import ticker
 from ecsgrpc.balancing.stall import Silence
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.endpoints import Endpoint
@@ -251,6 +252,15 @@ class Subchannel:
         previous = Connectivity.IDLE
         watch: asyncio.Task[None] | None = None
         watched = None
+        loop = asyncio.get_running_loop()
+        poke: asyncio.Future[None] = loop.create_future()
+
+        def recheck() -> None:
+            if not poke.done():
+                poke.set_result(None)
+
+        # The recheck comes from the ticker's clock thread, not a timer on the loop.
+        tick = ticker.every(RECHECK_SECONDS, recheck)
         try:
             while True:
                 previous = self._observe(previous)
@@ -268,8 +278,11 @@ class Subchannel:
                         channel.wait_for_state_change(raw)
                     )
                     watched = raw
-                await asyncio.wait({watch}, timeout=RECHECK_SECONDS)
+                if poke.done():
+                    poke = loop.create_future()
+                await asyncio.wait({watch, poke}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            tick.cancel()
             if watch is not None:
                 watch.cancel()
 
