@@ -128,10 +128,11 @@ class LeastRequestPicker(Picker[C]):
         self._rand = (rng or random.Random()).random  # noqa: S311 (not for security)
         # Equal weights (the usual case): compare in-flight counts alone.
         self._uniform = len({c.weight for c in self.candidates}) <= 1
+        self._n = len(self.candidates)  # (no len() call per pick)
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         cands = self.candidates
-        n = len(cands)
+        n = self._n
         if n == 0:
             return None
         if n == 1:
