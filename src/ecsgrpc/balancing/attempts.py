@@ -64,6 +64,7 @@ ITERATOR_GIVEN = "Please don't mix two styles of API for streaming requests"
 
 NEW, RUNNING, DONE = 0, 1, 2
 _NOTHING = object()
+_monotonic = time.monotonic
 INLINE = object()  # the driver marker: ``await call`` drives the attempts in the caller's task
 
 
@@ -264,17 +265,24 @@ class CallAttempts:
 
     def _launch(self, sub: Subchannel) -> Any:
         """Start an attempt on ``sub`` (its in-flight count already taken)."""
-        callable_ = sub.multicallable(
-            self._kind, self._method, self._serializer, self._deserializer
-        )
+        try:
+            callable_ = sub.callables[self._kind, self._method]
+        except KeyError:
+            callable_ = sub.multicallable(
+                self._kind, self._method, self._serializer, self._deserializer
+            )
         metadata = self._metadata
         if self._trace is not None:
             metadata = self._trace.attempt(sub.key, sub.zone, metadata)
+        router = self._router
+        deadline = self._deadline
+        if router.per_attempt_timeout is None:  # attempt_timeout()'s answer, one call less
+            timeout = None if deadline is None else deadline - _monotonic()
+        else:
+            timeout = router.attempt_timeout(self._method, deadline, self._unary_response)
         call = callable_(
             None if self._stream_request else self._request,
-            timeout=self._router.attempt_timeout(
-                self._method, self._deadline, self._unary_response
-            ),
+            timeout=timeout,
             metadata=metadata,
             credentials=self._credentials,
             wait_for_ready=False,
@@ -389,13 +397,14 @@ class CallAttempts:
         self._error = error
         self._status_error = status
         att, self._att = self._att, None
+        now = _monotonic()  # one clock read for the attempt's report and the call's duration
         if att is not None and not att.reported:
             att.reported = True
-            self._router.done(att.sub, code)
+            self._router.done(att.sub, code, now)
             if code is not _OK and not att.call.done():
                 att.call.cancel()
         self._buffer = None
-        self._router.call_finished(self._method, code, time.monotonic() - self._created)
+        self._router.call_finished(self._method, code, now - self._created)
         if self._trace is not None:
             self._trace.finished(code, None if status is None else status.details())
         if self._pump is not None and code is not _OK:
@@ -532,9 +541,12 @@ class CallAttempts:
         except Exception:  # the caller's iterator failed: cancel, as grpc.aio does
             self._cancel("request iterator raised")
 
-    async def _drive(self) -> Any:
-        """Attempts until one answers, or the call fails for good."""
-        if self._state == NEW:
+    async def _drive(self, failed: tuple[Attempt, grpc.aio.AioRpcError] | None = None) -> Any:
+        """Attempts until one answers, or the call fails for good. ``failed``: the
+        call was started and its first attempt failed so (``__await__``'s fast path)."""
+        if failed is not None:
+            await self._failed(*failed)
+        elif self._state == NEW:
             if not self._start():
                 await self._first_attempt()
             if self._iterator is not None:

@@ -21,11 +21,13 @@ from collections.abc import Callable, Collection
 
 import grpc
 
+from ecsgrpc.balancing import ticker
 from ecsgrpc.balancing.outlier import OutlierDetector
 from ecsgrpc.balancing.picker import Picker, ZonePolicy, build_picker
 from ecsgrpc.balancing.stall import Member, StallConfig, find_stalled
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.subchannel import ChannelFactory, Connectivity, Subchannel
+from ecsgrpc.balancing.ticker import Tick
 from ecsgrpc.endpoints import EndpointSet
 from ecsgrpc.metrics import ClientMetrics
 
@@ -68,7 +70,7 @@ class Balancer:
     ) -> None:
         self.target = target
         self._stall = stall or StallConfig()
-        self._stall_task: asyncio.Task[None] | None = None
+        self._stall_tick: Tick | None = None  # silence checks (a clock thread, no loop timer)
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._on_endpoint_lost = on_endpoint_lost
         self._ready_keys: frozenset[str] = frozenset()
@@ -119,8 +121,8 @@ class Balancer:
                 sub.update(endpoint)
         self._outlier.track(self._subchannels)
         log.info("target %s: %d endpoint(s) from %s", self.target, len(wanted), snapshot.source)
-        if self._stall_task is None and self._stall.enabled:
-            self._stall_task = asyncio.get_running_loop().create_task(self._watch_silence())
+        if self._stall_tick is None and self._stall.enabled:
+            self._stall_tick = ticker.every(self._stall.check_interval_seconds, self._tick)
         self._rebuild()
 
     def _drain(self, sub: Subchannel) -> None:
@@ -193,13 +195,16 @@ class Balancer:
         return self.picker.pick(exclude)
 
     # Outcome side (every attempt reports here exactly once).
-    def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
+    def done(self, sub: Subchannel, code: grpc.StatusCode, now: float | None = None) -> None:
+        """An attempt on ``sub`` ended with ``code`` (at ``now``, time.monotonic(),
+        when the caller has read the clock already)."""
         sub.in_flight -= 1
         if code is _OK:  # the common case, without hashing an Enum (Python code)
-            sub.silence.answered(time.monotonic(), sub.in_flight)
+            sub.silence.answered(time.monotonic() if now is None else now, sub.in_flight)
             if sub.stalled:
                 sub.set_stalled(False)
-            self._outlier.success(sub.key)
+            if sub.key in self._outlier.failing:
+                self._outlier.success(sub.key)
             if sub.draining:
                 self._close_if_idle(sub)
             return
@@ -229,11 +234,10 @@ class Balancer:
             sub.set_stalled(False)
 
     # Silence detection (stall.py): set aside, probe, reconnect, return.
-    async def _watch_silence(self) -> None:
-        config = self._stall
-        while True:
-            await asyncio.sleep(config.check_interval_seconds)
-            self._check_silence(time.monotonic())
+    def _tick(self) -> None:
+        """Every ``check_interval_seconds`` (:mod:`ecsgrpc.balancing.ticker`: not a
+        sleeping task, whose timer every loop iteration would pay for)."""
+        self._check_silence(time.monotonic())
 
     def _check_silence(self, now: float) -> None:
         subs = self._subchannels
@@ -366,7 +370,9 @@ class Balancer:
     async def aclose(self) -> None:
         if self._release_timer is not None:
             self._release_timer.cancel()
-        jobs = [*self._probes.values(), *([self._stall_task] if self._stall_task else [])]
+        if self._stall_tick is not None:
+            self._stall_tick.cancel()
+        jobs = [*self._probes.values()]
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)

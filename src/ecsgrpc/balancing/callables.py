@@ -198,6 +198,20 @@ class _UnaryRequest(_MultiCallable):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
+        if not self._interceptors:  # the common case, one call of ours less
+            return self._balanced(
+                self._router,
+                self._method,
+                self._serializer,
+                self._deserializer,
+                request,
+                None,
+                timeout,
+                metadata,
+                credentials,
+                wait_for_ready,
+                compression,
+            )
         return self._call(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
@@ -215,6 +229,20 @@ class _StreamRequest(_MultiCallable):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
+        if not self._interceptors:  # the common case, one call of ours less
+            return self._balanced(
+                self._router,
+                self._method,
+                self._serializer,
+                self._deserializer,
+                None,
+                request_iterator,
+                timeout,
+                metadata,
+                credentials,
+                wait_for_ready,
+                compression,
+            )
         return self._call(
             request_iterator, timeout, metadata, credentials, wait_for_ready, compression
         )

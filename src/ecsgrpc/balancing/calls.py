@@ -61,6 +61,7 @@ __all__ = [
 
 _OK = grpc.StatusCode.OK
 _EOF = grpc.aio.EOF
+_monotonic = time.monotonic
 
 
 class _BalancedCall(CallAttempts):
@@ -160,7 +161,26 @@ class _BalancedCall(CallAttempts):
     def __await__(self) -> Generator[Any, None, Any]:
         if self._state == NEW and self._driver is None:
             self._driver = INLINE
-            return (yield from self._drive().__await__())
+            if self._iterator is not None:
+                return (yield from self._drive().__await__())
+            if not self._start():  # no endpoint ready: wait for one, then drive
+                yield from self._first_attempt().__await__()
+                return (yield from self._drive().__await__())
+            # The per-call fast path (an endpoint was ready): _drive()'s first
+            # round inline, without a coroutine of ours around grpc's.
+            att = self._att
+            assert att is not None
+            try:
+                response = yield from att.call.__await__()
+            except grpc.aio.AioRpcError as exc:
+                return (yield from self._drive((att, exc)).__await__())
+            except asyncio.CancelledError:
+                self._cancel(LOCAL_CANCEL)
+                raise
+            if self._state != DONE:
+                self._response = response
+                self._finish(_OK, final=att.call)
+            return response
         if self._state != DONE:
             if isinstance(self._driver, asyncio.Task):
                 try:
@@ -201,7 +221,10 @@ class _BalancedCall(CallAttempts):
                 return _EOF
             self._commit()
             self._received += 1
-            self._router.answered(att.sub)  # progress, for silence detection
+            sub = att.sub  # progress, for silence detection (Balancer.answered, inlined)
+            sub.silence.answered(_monotonic(), sub.in_flight)
+            if sub.stalled:
+                sub.set_stalled(False)
             return message
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -218,12 +241,18 @@ class _BalancedCall(CallAttempts):
                 if att is None:
                     self._raise_if_failed()
                     return
+            sub = att.sub
+            silence = sub.silence
             try:
                 async for message in att.call:
                     if not self._committed:
                         self._commit()
                     self._received += 1
-                    self._router.answered(att.sub)  # progress, for silence detection
+                    # Progress, for silence detection (Balancer.answered, inlined:
+                    # this runs for every message).
+                    silence.answered(_monotonic(), sub.in_flight)
+                    if sub.stalled:
+                        sub.set_stalled(False)
                     yield message
             except grpc.aio.AioRpcError as exc:
                 await self._failed(att, exc)

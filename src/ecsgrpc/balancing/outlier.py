@@ -46,6 +46,9 @@ class OutlierDetector:
         self.config = config or OutlierConfig()
         self._clock = clock
         self._records: dict[str, _Record] = {}
+        # Keys with a failure counted since their last success: the call path
+        # reports a success only for these (``key in failing``, no call).
+        self.failing: set[str] = set()
 
     def now(self) -> float:
         return self._clock()
@@ -56,10 +59,12 @@ class OutlierDetector:
         for key in list(self._records):
             if key not in wanted:
                 del self._records[key]
+                self.failing.discard(key)
         for key in wanted:
             self._records.setdefault(key, _Record())
 
     def success(self, key: str) -> None:
+        self.failing.discard(key)
         record = self._records.get(key)
         if record is not None:
             record.failures = 0
@@ -70,6 +75,7 @@ class OutlierDetector:
         if record is None or not self.config.enabled or record.ejected_until is not None:
             return False
         record.failures += 1
+        self.failing.add(key)
         if record.failures < self.config.consecutive_failures or not self._room_to_eject():
             return False
         now = self._clock()
@@ -84,6 +90,7 @@ class OutlierDetector:
         record.ejected_until = now + duration
         record.last_ejected_at = now
         record.failures = 0
+        self.failing.discard(key)
         return True
 
     def _room_to_eject(self) -> bool:

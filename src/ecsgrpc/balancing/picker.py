@@ -18,7 +18,6 @@ candidates (cross-zone traffic costs money on AWS and adds latency).
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import re
@@ -85,13 +84,16 @@ class RoundRobinPicker(Picker[C]):
         self._schedule = _weighted_schedule(self.candidates)
         # Start at a random offset so many clients do not hit the same endpoint first.
         offset = random.randrange(len(self._schedule)) if start is None and self._schedule else 0  # noqa: S311
-        self._counter = itertools.count(offset if start is None else start)
+        self._next = offset if start is None else start
+        self._size = len(self._schedule)
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         schedule = self._schedule
         if not schedule:
             return None
-        chosen = schedule[next(self._counter) % len(schedule)]
+        turn = self._next  # a plain counter: no builtin call per pick (one event loop)
+        self._next = turn + 1
+        chosen = schedule[turn % self._size]
         if exclude and chosen.key in exclude:
             return self._fallback(exclude)
         return chosen
@@ -126,10 +128,11 @@ class LeastRequestPicker(Picker[C]):
         self._rand = (rng or random.Random()).random  # noqa: S311 (not for security)
         # Equal weights (the usual case): compare in-flight counts alone.
         self._uniform = len({c.weight for c in self.candidates}) <= 1
+        self._n = len(self.candidates)  # (no len() call per pick)
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         cands = self.candidates
-        n = len(cands)
+        n = self._n
         if n == 0:
             return None
         if n == 1:

@@ -86,12 +86,15 @@ class Router:
         "_durations",
         "_idempotent",
         "_metrics",
+        "_ok_durations",
         "_policy",
         "_start",
+        "_unfolded",
         "answered",
         "closed",
         "done",
         "in_flight",
+        "per_attempt_timeout",
         "target",
         "telemetry",
     )
@@ -119,6 +122,11 @@ class Router:
         self._start = start
         self._describe = describe
         self._durations: dict[tuple[str, int], Any] = {}
+        self._ok_durations: dict[str, Any] = {}  # the common case, keyed by method alone
+        self._unfolded = 0  # durations batched since the last fold
+        # The policy's cap on one attempt (None: attempt_timeout() is what is left
+        # of the deadline, which the call path then computes itself).
+        self.per_attempt_timeout = policy.per_attempt_timeout
         self.in_flight = 0
         # Set by the channel's close(): new calls fail at once.
         self.closed = False
@@ -126,7 +134,7 @@ class Router:
         self.telemetry = telemetry
         # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
         # per attempt. The balancer's own method (one call less per attempt).
-        self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
+        self.done: Callable[..., None] = balancer.done  # (sub, code[, now])
         # answered(sub): a response message of an attempt on ``sub`` arrived
         # (progress, for silence detection).
         self.answered: Callable[[Subchannel], None] = balancer.answered
@@ -234,12 +242,19 @@ class Router:
 
     def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.in_flight -= 1
-        key = (method, id(code))  # an Enum hashes in Python; id() does not
-        batch = self._durations.get(key)
-        if batch is None:
-            batch = self._durations[key] = self._metrics.duration.batch(method, code.name)
-        batch.append(seconds)  # folded into the histogram when scraped
-        if len(batch) >= _FOLD_AT:
-            self._metrics.duration.fold()
-        if code is not _OK:
+        if code is _OK:  # the common case: no Enum hashed (Python code), no call but append
+            try:
+                batch = self._ok_durations[method]
+            except KeyError:
+                batch = self._ok_durations[method] = self._metrics.duration.batch(method, "OK")
+        else:
+            key = (method, id(code))  # an Enum hashes in Python; id() does not
+            batch = self._durations.get(key)
+            if batch is None:
+                batch = self._durations[key] = self._metrics.duration.batch(method, code.name)
             self._metrics.failures.labels(method, code.name.lower()).inc()
+        batch.append(seconds)  # folded into the histogram when scraped
+        self._unfolded += 1
+        if self._unfolded >= _FOLD_AT:  # bounds the batches' memory between scrapes
+            self._unfolded = 0
+            self._metrics.duration.fold()

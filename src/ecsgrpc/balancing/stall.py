@@ -113,8 +113,11 @@ class Silence:
     def answered(self, now: float, in_flight: int) -> None:
         """The endpoint sent something (a message, a status of its own)."""
         start = self.owed_since
-        if start is not None:
-            gap = min(now - max(start, self.last_answer), self.cap)
+        if start is not None:  # on every response message: comparisons, not min()/max()
+            last = self.last_answer
+            gap = now - (start if start > last else last)
+            if gap > self.cap:  # noqa: PLR1730 (min() is a call per message)
+                gap = self.cap
             usual = self.usual
             self.usual = usual + (_RISE if gap > usual else _DECAY) * (gap - usual)
         self.last_answer = now

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ecsgrpc.balancing import ticker
 from ecsgrpc.balancing.stall import Silence
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.endpoints import Endpoint
@@ -102,7 +103,7 @@ class Subchannel:
         self._factory = channel_factory
         self._channel: grpc.aio.Channel = channel_factory(self.key)
         self._retired: dict[asyncio.Task[None], grpc.aio.Channel] = {}
-        self._callables: dict[tuple[str, str], Any] = {}
+        self.callables: dict[tuple[str, str], Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -164,7 +165,7 @@ class Subchannel:
             return
         old, old_tasks = self._channel, self._tasks
         self._channel = self._factory(self.key)
-        self._callables = {}
+        self.callables = {}
         self._tasks = []
         for task in old_tasks:
             task.cancel()
@@ -179,8 +180,9 @@ class Subchannel:
         self.start()
 
     def multicallable(self, kind: str, method: str, serializer: Any, deserializer: Any) -> Any:
-        """The underlying channel's multicallable for ``method`` (cached)."""
-        found = self._callables.get((kind, method))
+        """The underlying channel's multicallable for ``method``, cached in
+        ``callables[kind, method]`` (the call path reads that first)."""
+        found = self.callables.get((kind, method))
         if found is None:
             factory = getattr(self._channel, kind)
             found = factory(
@@ -189,7 +191,7 @@ class Subchannel:
                 response_deserializer=deserializer,
                 _registered_method=True,
             )
-            self._callables[(kind, method)] = found
+            self.callables[(kind, method)] = found
         return found
 
     def update(self, endpoint: Endpoint) -> None:
@@ -250,6 +252,15 @@ class Subchannel:
         previous = Connectivity.IDLE
         watch: asyncio.Task[None] | None = None
         watched = None
+        loop = asyncio.get_running_loop()
+        poke: asyncio.Future[None] = loop.create_future()
+
+        def recheck() -> None:
+            if not poke.done():
+                poke.set_result(None)
+
+        # The recheck comes from the ticker's clock thread, not a timer on the loop.
+        tick = ticker.every(RECHECK_SECONDS, recheck)
         try:
             while True:
                 previous = self._observe(previous)
@@ -267,8 +278,11 @@ class Subchannel:
                         channel.wait_for_state_change(raw)
                     )
                     watched = raw
-                await asyncio.wait({watch}, timeout=RECHECK_SECONDS)
+                if poke.done():
+                    poke = loop.create_future()
+                await asyncio.wait({watch, poke}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            tick.cancel()
             if watch is not None:
                 watch.cancel()
 
