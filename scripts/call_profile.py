@@ -54,9 +54,9 @@ async def _profile(client: Client, kind: str, calls: int) -> dict[str, float]:
 
 async def main(calls: int, diff: bool) -> None:
     fleet = AgentFleet(2, first_host=97, dns=False)
-    spec = await fleet.start()
     counts: dict[tuple[str, str], dict[str, float]] = {}
-    try:
+    try:  # a failed start stops the agents that did start
+        spec = await fleet.start()
         for contender in (c for c in CONTENDERS if c.name in _NAMES):
             client = await contender.open(spec)
             try:
