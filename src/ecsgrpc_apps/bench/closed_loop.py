@@ -67,12 +67,12 @@ async def run_round(
     latencies: list[float] = []
     errors = 0
     left = calls if calls is not None else -1
-    stop_at = time.perf_counter() + (seconds if seconds is not None else 0.0)
+    stop_at = 0.0  # set after the collection below: a round's time is all calls
 
-    def more() -> bool:
+    def more(first: bool) -> bool:
         nonlocal left
-        if calls is None:
-            return time.perf_counter() < stop_at
+        if calls is None:  # every worker calls at least once, however late it started
+            return first or time.perf_counter() < stop_at
         if left <= 0:
             return False
         left -= 1
@@ -81,7 +81,7 @@ async def run_round(
     async def worker(w: int) -> None:
         nonlocal errors
         n = 0
-        while more():
+        while more(n == 0):
             n += 1
             started = time.perf_counter()
             try:
@@ -93,6 +93,7 @@ async def run_round(
 
     gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    stop_at = wall0 + (seconds if seconds is not None else 0.0)
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     done = len(latencies)
