@@ -165,10 +165,15 @@ class HttpLoad:
 
 
 class GatewayProcess:
-    """``ecsgrpc gateway`` on :data:`GATEWAY_HOST` over ``target``; CPU and RSS from /proc."""
+    """``ecsgrpc gateway`` on ``host`` over ``target``; its CPU and RSS from /proc."""
 
     def __init__(
-        self, target: str, *, python: str = sys.executable, env: dict[str, str] | None = None
+        self,
+        target: str,
+        *,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        host: str = GATEWAY_HOST,
     ):
         self._dir = Path(tempfile.mkdtemp(prefix="ecsgrpc-bench-gateway-"))
         self.log = self._dir / "gateway.log"
@@ -176,7 +181,7 @@ class GatewayProcess:
         self.target = target
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.host = GATEWAY_HOST
+        self.host = host
         self.port = 0
 
     def start(self) -> None:
@@ -188,7 +193,7 @@ class GatewayProcess:
                     "ecsgrpc",
                     "gateway",
                     "--host",
-                    GATEWAY_HOST,
+                    self.host,
                     "--port",
                     "0",
                     "--target",

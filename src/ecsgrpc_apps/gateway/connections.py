@@ -9,7 +9,12 @@
   incomplete after a read.)
 * a **request-head timeout** (``GATEWAY_HEAD_TIMEOUT_SECONDS``) from the
   connection's start, or from the first byte of a later request on a kept-alive
-  connection, to the end of the head: 408 and close (slowloris);
+  connection, to the end of the head: 408 and close (slowloris). Each
+  connection's timeout is drawn between 1 and 1 + :data:`HEAD_TIMEOUT_SPREAD`
+  times the setting, so connections opened together (a slowloris attacker's,
+  who reconnects as soon as it is closed) do not all time out in one batch of
+  the event loop: 200 of them cost about 75 ms of CPU at once, which every
+  request in flight would wait for;
 * the **idle keep-alive timeout** (``GATEWAY_KEEP_ALIVE_SECONDS``, uvicorn's);
 * a **cap on open connections** (``GATEWAY_MAX_CONNECTIONS``, kept below the
   open-files limit): a connection above it gets 503 and is closed;
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import resource
 import time
 from collections.abc import Callable
@@ -58,6 +64,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# A connection's head timeout is drawn in [1, 1 + spread] x the setting (module docstring).
+HEAD_TIMEOUT_SPREAD = 0.25
 
 # Descriptors kept for everything that is not a client connection (agents'
 # channels, DNS, logs, the listener, ...).
@@ -141,9 +150,9 @@ class _Guarded(H11Protocol):
         self._start_head_timer()
 
     def _start_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(
-            self.limits.head_timeout_seconds, self._head_timed_out
-        )
+        spread = HEAD_TIMEOUT_SPREAD * random.random()  # noqa: S311 (spreading load, not a secret)
+        timeout = self.limits.head_timeout_seconds * (1 + spread)
+        self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
