@@ -318,6 +318,31 @@ async def test_slowloris_connections_get_408_and_are_closed() -> None:
         assert await metric(gw, "ecsgrpc_gateway_refusals_total", reason="head_timeout") == 50
 
 
+async def test_connections_opened_together_time_out_spread_over_a_quarter_of_the_timeout() -> None:
+    # Each connection's head timeout is drawn in [1, 1.25] x the setting, so an
+    # attacker's connections opened together do not all get their 408 in one batch.
+    async with gateway(head_timeout_seconds=1.0) as gw:
+        conns: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
+        for _ in range(50):
+            opened = time.monotonic()
+            conns.append((opened, *await asyncio.open_connection(*address(gw))))
+
+        async def closed_after(opened: float, reader: asyncio.StreamReader) -> float:
+            answer = await reader.read()
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:40]
+            return time.monotonic() - opened
+
+        try:
+            after = await asyncio.wait_for(
+                asyncio.gather(*(closed_after(opened, r) for opened, r, _ in conns)), 10
+            )
+        finally:
+            for _, _, writer in conns:
+                writer.close()
+        assert min(after) >= 0.99, sorted(after)
+        assert max(after) - min(after) >= 0.1, sorted(after)
+
+
 async def test_an_idle_new_connection_is_closed_after_the_head_timeout() -> None:
     async with gateway(head_timeout_seconds=0.5) as gw:
         reader, writer = await asyncio.open_connection(*address(gw))
