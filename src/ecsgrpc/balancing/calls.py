@@ -50,6 +50,7 @@ from ecsgrpc.balancing.attempts import (
     RUNNING,
     CallAttempts,
 )
+from ecsgrpc.balancing.stall import DECAY, RISE
 
 __all__ = [
     "REPLAY_BUFFER_BYTES",
@@ -159,39 +160,56 @@ class _BalancedCall(CallAttempts):
 
     # Unary responses (unary_unary, stream_unary).
     def __await__(self) -> Generator[Any, None, Any]:
-        if self._state == NEW and self._driver is None:
-            self._driver = INLINE
-            if self._iterator is not None:
-                return (yield from self._drive().__await__())
-            if not self._start():  # no endpoint ready: wait for one, then drive
-                yield from self._first_attempt().__await__()
-                return (yield from self._drive().__await__())
-            # The per-call fast path (an endpoint was ready): _drive()'s first
-            # round inline, without a coroutine of ours around grpc's.
-            att = self._att
-            assert att is not None
-            try:
-                response = yield from att.call.__await__()
-            except grpc.aio.AioRpcError as exc:
-                return (yield from self._drive((att, exc)).__await__())
-            except asyncio.CancelledError:
-                self._cancel(LOCAL_CANCEL)
-                raise
-            if self._state != DONE:
-                self._response = response
-                self._finish(_OK, final=att.call)
-            return response
-        if self._state != DONE:
-            if isinstance(self._driver, asyncio.Task):
+        driving = False
+        try:
+            if self._state == NEW and self._driver is None:
+                self._driver = INLINE
+                driving = True
+                if self._iterator is not None:
+                    return (yield from self._drive().__await__())
+                # self._start(), inlined (the per-call path): keep the two in step.
+                self._state = RUNNING
+                if self._trace is not None:
+                    self._trace.start()
+                sub = self._router.begin()
+                if sub is None:  # no endpoint ready: wait for one, then drive
+                    yield from self._first_attempt().__await__()
+                    return (yield from self._drive().__await__())
+                self._attempts = 1
+                att = self._launch(sub)
+                call = att.call
+                # The per-call fast path (an endpoint was ready): _drive()'s first
+                # round inline, without a coroutine of ours around grpc's.
                 try:
-                    yield from self._driver
+                    response = yield from call.__await__()
+                except grpc.aio.AioRpcError as exc:
+                    return (yield from self._drive((att, exc)).__await__())
                 except asyncio.CancelledError:
                     self._cancel(LOCAL_CANCEL)
                     raise
-            else:
-                yield from self._wait_done().__await__()
-        self._raise_if_failed()
-        return self._response
+                if self._state != DONE:
+                    self._response = response
+                    self._finish(_OK, final=call)
+                return response
+            if self._state != DONE:
+                if isinstance(self._driver, asyncio.Task):
+                    try:
+                        yield from self._driver
+                    except asyncio.CancelledError:
+                        self._cancel(LOCAL_CANCEL)
+                        raise
+                else:
+                    yield from self._wait_done().__await__()
+            self._raise_if_failed()
+            return self._response
+        except GeneratorExit:
+            # The coroutine awaiting the call was closed (coroutine.close(), or
+            # collected unfinished) while it drove the call: nothing will drive
+            # it now, so it is cancelled and its endpoint's count settled. (A
+            # unary call has no finaliser: this is its one way to be dropped.)
+            if driving:
+                self._cancel(LOCAL_CANCEL)
+            raise
 
     # Response streaming (unary_stream, stream_stream).
     async def read(self) -> Any:
@@ -248,9 +266,19 @@ class _BalancedCall(CallAttempts):
                     if not self._committed:
                         self._commit()
                     self._received += 1
-                    # Progress, for silence detection (Balancer.answered, inlined:
-                    # this runs for every message).
-                    silence.answered(_monotonic(), sub.in_flight)
+                    # Progress, for silence detection: Balancer.answered and
+                    # Silence.answered, inlined (this runs for every message).
+                    now = _monotonic()
+                    start = silence.owed_since
+                    if start is not None:
+                        last = silence.last_answer
+                        gap = now - (start if start > last else last)
+                        if gap > silence.cap:  # noqa: PLR1730 (min() is a call)
+                            gap = silence.cap
+                        usual = silence.usual
+                        silence.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
+                    silence.last_answer = now
+                    silence.owed_since = now if sub.in_flight else None
                     if sub.stalled:
                         sub.set_stalled(False)
                     yield message
@@ -266,6 +294,18 @@ class _BalancedCall(CallAttempts):
             return
 
 
+class _Finalised(_BalancedCall):
+    """A call the caller can drop part way (a stream it stopped iterating, requests
+    written and never awaited): its finaliser settles the endpoint's in-flight
+    count. A unary call needs none: it runs only while awaited (see ``__await__``)
+    or driven by a task of its own, and saves the finaliser's call."""
+
+    def __del__(self) -> None:
+        if self._state == RUNNING:
+            with contextlib.suppress(Exception):  # a finaliser must never raise
+                self._cancel(LOCAL_CANCEL)
+
+
 class BalancedUnaryUnaryCall(_BalancedCall, grpc.aio.UnaryUnaryCall):  # type: ignore[misc]
     """A unary call: await it for the response."""
 
@@ -273,13 +313,13 @@ class BalancedUnaryUnaryCall(_BalancedCall, grpc.aio.UnaryUnaryCall):  # type: i
     _unary_response = True
 
 
-class BalancedUnaryStreamCall(_BalancedCall, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
+class BalancedUnaryStreamCall(_Finalised, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
     """A server-streaming call: iterate it or ``read()`` it."""
 
     _kind = "unary_stream"
 
 
-class BalancedStreamUnaryCall(_BalancedCall, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
+class BalancedStreamUnaryCall(_Finalised, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
     """A client-streaming call: ``write()``/``done_writing()`` (or an iterator), then await."""
 
     _kind = "stream_unary"
@@ -287,7 +327,7 @@ class BalancedStreamUnaryCall(_BalancedCall, grpc.aio.StreamUnaryCall):  # type:
     _stream_request = True
 
 
-class BalancedStreamStreamCall(_BalancedCall, grpc.aio.StreamStreamCall):  # type: ignore[misc]
+class BalancedStreamStreamCall(_Finalised, grpc.aio.StreamStreamCall):  # type: ignore[misc]
     """A bidirectional call: write and read, in any interleaving."""
 
     _kind = "stream_stream"
