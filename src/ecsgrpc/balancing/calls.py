@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 from grpc.aio import Metadata
+from grpc.aio import _call as grpc_call
 
 from ecsgrpc.balancing.attempts import (
     DONE,
@@ -62,6 +63,12 @@ __all__ = [
 
 _OK = grpc.StatusCode.OK
 _EOF = grpc.aio.EOF
+# grpc.aio's per-message read under its response iterator, and the status check
+# that iterator makes at the end: a stream reads its attempt with these (one
+# generator layer less per message), or with the public read() where absent.
+_RAW_READ = all(
+    hasattr(grpc_call._StreamResponseMixin, name) for name in ("_read", "_raise_for_status")
+)
 _monotonic = time.monotonic
 
 
@@ -248,23 +255,37 @@ class _BalancedCall(CallAttempts):
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._messages()
 
-    async def _messages(self) -> AsyncIterator[Any]:
-        # The common case (one attempt, no retry in progress) iterates the
-        # attempt's own grpc.aio iterator: per message, one generator step of
-        # ours on top of grpc's. Like grpc.aio, do not mix it with read().
+    async def _messages(self) -> AsyncIterator[Any]:  # noqa: PLR0915 (inlined: per message)
+        # The common case (one attempt, no retry in progress) reads the attempt
+        # with grpc.aio's own per-message read, the one under its async iterator
+        # (``_read``, then ``_raise_for_status`` at the end, as that iterator
+        # does): per message, one generator step of ours where grpc's iterator
+        # would add its own. Public ``read()`` when a grpc.aio lacks them. Like
+        # grpc.aio, do not mix iteration with read().
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state != RUNNING:
-                att = await self._current()
-                if att is None:
-                    self._raise_if_failed()
-                    return
+                if self._state == NEW:  # self._begin(drive=False), inlined
+                    if not self._start():
+                        await self._first_attempt()
+                    if self._iterator is not None:
+                        self._started(drive=False)
+                    att = self._att
+                if self._replacing is not None or att is None or self._state != RUNNING:
+                    att = await self._current()
+                    if att is None:
+                        self._raise_if_failed()
+                        return
             sub = att.sub
             silence = sub.silence
+            call = att.call
+            read = call._read if _RAW_READ else call.read
             try:
-                async for message in att.call:
+                message = await read()
+                while message is not _EOF:
                     if not self._committed:
-                        self._commit()
+                        self._committed = True  # self._commit(), inlined
+                        self._buffer = None
                     self._received += 1
                     # Progress, for silence detection: Balancer.answered and
                     # Silence.answered, inlined (this runs for every message).
@@ -282,6 +303,9 @@ class _BalancedCall(CallAttempts):
                     if sub.stalled:
                         sub.set_stalled(False)
                     yield message
+                    message = await read()
+                if _RAW_READ:  # at the end, grpc's iterator raises the status that is not OK
+                    await call._raise_for_status()
             except grpc.aio.AioRpcError as exc:
                 await self._failed(att, exc)
                 continue
@@ -289,8 +313,9 @@ class _BalancedCall(CallAttempts):
                 self._cancel(LOCAL_CANCEL)
                 raise
             if att is self._att:
-                self._finish(_OK, final=att.call)
-            self._raise_if_failed()
+                self._finish(_OK, final=call)
+            if self._cancelled or self._error is not None:
+                self._raise_if_failed()
             return
 
 
