@@ -252,9 +252,6 @@ class _BalancedCall(CallAttempts):
                 sub.set_stalled(False)
             return message
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._messages()
-
     async def _messages(self) -> AsyncIterator[Any]:  # noqa: PLR0915 (inlined: per message)
         # The common case (one attempt, no retry in progress) reads the attempt
         # with grpc.aio's own per-message read, the one under its async iterator
@@ -317,6 +314,9 @@ class _BalancedCall(CallAttempts):
             if self._cancelled or self._error is not None:
                 self._raise_if_failed()
             return
+
+    # ``async for``: the generator itself (no method of ours around its creation).
+    __aiter__ = _messages
 
 
 class _Finalised(_BalancedCall):
