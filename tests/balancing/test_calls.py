@@ -191,6 +191,24 @@ async def test_a_unary_call_whose_awaiting_coroutine_is_closed_is_cancelled_and_
         await assert_no_call_in_flight(channel, registry)
 
 
+async def test_reading_a_stream_two_ways_is_a_usage_error_as_in_grpc_aio() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        method = channel.unary_stream(svc.SERVER_STREAM)
+        read_first = method(b"n:3", timeout=5)
+        assert await read_first.read() == b"0"
+        with pytest.raises(grpc.aio.UsageError):
+            [m async for m in read_first]
+        assert await read_first.read() == b"1"  # reading on the same way still works
+        read_first.cancel()
+        iterated_first = method(b"n:3", timeout=5)
+        async for message in iterated_first:
+            assert message == b"0"
+            break
+        with pytest.raises(grpc.aio.UsageError):
+            await iterated_first.read()
+        assert [m async for m in iterated_first] == [b"1", b"2"]
+
+
 async def test_streams_read_with_grpc_aios_own_per_message_read() -> None:
     # The per-message fast path relies on two grpc.aio internals (the read under
     # its response iterator and the status check after it); a grpcio without

@@ -70,6 +70,8 @@ _RAW_READ = all(
     hasattr(grpc_call._StreamResponseMixin, name) for name in ("_read", "_raise_for_status")
 )
 _monotonic = time.monotonic
+_READER, _ITERATOR = object(), object()
+_API_STYLE_ERROR = "The iterator and read/write APIs may not be mixed on a single RPC."  # grpc's
 
 
 class _BalancedCall(CallAttempts):
@@ -85,6 +87,14 @@ class _BalancedCall(CallAttempts):
 
     def done(self) -> bool:
         return self._state == DONE
+
+    _style: object = None  # how responses are read: _READER or _ITERATOR (grpc.aio's rule)
+
+    def _set_style(self, style: object) -> None:
+        """Responses are read one way per call, ``read()`` or ``async for``, as in grpc.aio."""
+        if self._style is not None:
+            raise grpc.aio.UsageError(_API_STYLE_ERROR)
+        self._style = style
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
@@ -224,6 +234,8 @@ class _BalancedCall(CallAttempts):
         if self._state == DONE:
             self._raise_if_failed()
             return _EOF
+        if self._style is not _READER:
+            self._set_style(_READER)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state == DONE:
@@ -259,6 +271,8 @@ class _BalancedCall(CallAttempts):
         # does): per message, one generator step of ours where grpc's iterator
         # would add its own. Public ``read()`` when a grpc.aio lacks them. Like
         # grpc.aio, do not mix iteration with read().
+        if self._style is not _ITERATOR:
+            self._set_style(_ITERATOR)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state != RUNNING:
