@@ -41,7 +41,8 @@ _DIRECT = r"""
 import asyncio, json, resource, sys, time
 import grpc
 from ecsgrpc_apps.workflow import pb2, workflow_stub
-target, clients, warm, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+target, clients = sys.argv[1], int(sys.argv[2])
+warm, seconds = float(sys.argv[3]), float(sys.argv[4])
 config = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 async def main():
     channel = grpc.aio.insecure_channel(target, options=[("grpc.service_config", config)])
@@ -81,9 +82,7 @@ class Variant:
         return cls(name, env)
 
 
-async def _sse_one(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
-) -> int:
+async def _sse_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> int:
     """POST one SSE conversation on a kept-alive connection; the status (body read whole)."""
     writer.write(
         (
@@ -125,7 +124,7 @@ async def _sse_loop(host: str, port: int, clients: int, seconds: float) -> int:
 
 
 async def _gateway_round(
-    variant: Variant, target: str, core: int, others: set[int], args: argparse.Namespace
+    variant: Variant, target: str, core: int, args: argparse.Namespace
 ) -> dict[str, tuple[float, float]]:
     env = {"GATEWAY_ADAPTIVE_CONCURRENCY": "false", **variant.env}
     gateway = GatewayProcess(target, env=env)
@@ -153,7 +152,6 @@ async def _gateway_round(
         load.close()
     finally:
         await asyncio.to_thread(gateway.stop)
-    del others
     return out
 
 
@@ -170,8 +168,8 @@ def _direct_round(addresses: list[str], core: int, args: argparse.Namespace) -> 
             _CONTENT,
         ],
         stdout=subprocess.PIPE,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
     )
+    os.sched_setaffinity(proc.pid, {core})  # before it starts grpc's threads
     stdout, _ = proc.communicate(timeout=args.warmup + args.seconds + 60)
     result = json.loads(stdout.decode().strip().splitlines()[-1])
     return float(result["cpu_ms"]), float(result["rps"])
@@ -192,14 +190,20 @@ async def main(args: argparse.Namespace) -> None:
         target = "static:///" + ",".join(spec.addresses)
         for rnd in range(args.rounds):
             for variant in variants:
-                for mode, value in (await _gateway_round(variant, target, core, others, args)).items():
+                measured = await _gateway_round(variant, target, core, args)
+                for mode, value in measured.items():
                     results.setdefault(f"{variant.name} {mode}", []).append(value)
-                    print(f"round {rnd} {variant.name:8s} {mode:4s} "
-                          f"cpu {value[0]:.3f} ms  {value[1]:.0f}/s", flush=True)
+                    print(
+                        f"round {rnd} {variant.name:8s} {mode:4s} "
+                        f"cpu {value[0]:.3f} ms  {value[1]:.0f}/s",
+                        flush=True,
+                    )
             if args.direct:
                 value = await asyncio.to_thread(_direct_round, list(spec.addresses), core, args)
                 results.setdefault("direct grpc", []).append(value)
-                print(f"round {rnd} direct grpc cpu {value[0]:.3f} ms  {value[1]:.0f}/s", flush=True)
+                print(
+                    f"round {rnd} direct   grpc cpu {value[0]:.3f} ms  {value[1]:.0f}/s", flush=True
+                )
     finally:
         await fleet.aclose()
     print(f"end {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}")

@@ -49,7 +49,6 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ecsgrpc.errors import ConfigError
-
 from ecsgrpc_apps.gateway.instrument import OverloadMetrics
 
 __all__ = [
