@@ -91,6 +91,9 @@ class Door(Protocol):
         """Count one refusal and return the whole HTTP/1.1 answer (kept-alive)."""
 
 
+# How long a connection refused mid-head drops what the client still sends.
+LINGER_SECONDS = 2.0
+
 # A refused request's answer is only written while the client reads its answers.
 _DOOR_WRITE_BUFFER = 64 * 1024
 _DOOR_UNUSUAL = (b"\r\ntransfer-encoding:", b"\r\nexpect:", b"\r\nconnection:")
@@ -189,13 +192,25 @@ class _Guard:
                 ),
             )
 
-    def _refuse(self, reason: str, answer: bytes) -> None:
+    def _refuse(self, reason: str, answer: bytes, *, linger: bool = False) -> None:
+        """Count the refusal, write ``answer`` and close.
+
+        ``linger``: for a client that may still be sending (its head was too
+        large): end our side (FIN after the answer) and drop what still comes
+        until it closes, at most :data:`LINGER_SECONDS`; a close with unread
+        bytes would send a reset that can destroy the answer before it is read.
+        """
         self._refused = True
         self._stop_head_timer()
         if self.metrics is not None:
             self.metrics.refusals.labels(reason).inc()
-        if not self.transport.is_closing():
-            self.transport.write(answer)
+        if self.transport.is_closing():
+            return
+        self.transport.write(answer)
+        if linger and self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._head_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -293,6 +308,7 @@ class _Guard:
         self._refuse(
             reason,
             raw_error(431, "Request Header Fields Too Large", "header_fields_too_large", message),
+            linger=True,
         )
         return False
 
