@@ -6,9 +6,10 @@ load generator on the others, as ``gateway_overload`` places them), a
 warm-up, and a closed loop of ``--clients`` keep-alive HTTP/1.1 clients for
 ``--seconds``: JSON conversations, then SSE ones. Per variant and mode: the
 gateway's CPU (from /proc) per conversation served and the conversations/s.
-``direct`` is a plain ``grpc.aio`` client (gRPC's ``round_robin`` over the
-same agents, the same request) in its own process on the gateway's core:
-its CPU per conversation and conversations/s. Prints each measurement, then
+``direct grpc`` is a plain ``grpc.aio`` client (gRPC's ``round_robin`` over
+the same agents, the same request) in its own process on the gateway's core,
+``direct ecsgrpc`` the same over ``ecsgrpc.connect()`` (the gateway's
+channel): their CPU per conversation and conversations/s. Prints each measurement, then
 the medians and each variant's ratio to the first one.
 
 A variant is ``NAME`` (this code), ``NAME=SRC`` (``PYTHONPATH=SRC``: another
@@ -45,7 +46,11 @@ target, clients = sys.argv[1], int(sys.argv[2])
 warm, seconds = float(sys.argv[3]), float(sys.argv[4])
 config = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 async def main():
-    channel = grpc.aio.insecure_channel(target, options=[("grpc.service_config", config)])
+    if target.startswith("static:"):
+        import ecsgrpc
+        channel = ecsgrpc.connect(target)
+    else:
+        channel = grpc.aio.insecure_channel(target, options=[("grpc.service_config", config)])
     stub = workflow_stub(channel)
     request = pb2.ConversationRequest(messages=[pb2.Message(role="user", content=sys.argv[5])])
     done = 0
@@ -155,13 +160,13 @@ async def _gateway_round(
     return out
 
 
-def _direct_round(addresses: list[str], core: int, args: argparse.Namespace) -> tuple[float, float]:
+def _direct_round(target: str, core: int, args: argparse.Namespace) -> tuple[float, float]:
     proc = subprocess.Popen(
         [
             sys.executable,
             "-c",
             _DIRECT,
-            "ipv4:" + ",".join(addresses),
+            target,
             str(args.clients),
             str(args.warmup),
             str(args.seconds),
@@ -198,12 +203,16 @@ async def main(args: argparse.Namespace) -> None:
                         f"cpu {value[0]:.3f} ms  {value[1]:.0f}/s",
                         flush=True,
                     )
-            if args.direct:
-                value = await asyncio.to_thread(_direct_round, list(spec.addresses), core, args)
-                results.setdefault("direct grpc", []).append(value)
-                print(
-                    f"round {rnd} direct   grpc cpu {value[0]:.3f} ms  {value[1]:.0f}/s", flush=True
-                )
+            if not args.direct:
+                continue
+            for name, direct in (
+                ("grpc", "ipv4:" + ",".join(spec.addresses)),
+                ("ecsgrpc", target),
+            ):
+                value = await asyncio.to_thread(_direct_round, direct, core, args)
+                results.setdefault(f"direct {name}", []).append(value)
+                line = f"cpu {value[0]:.3f} ms  {value[1]:.0f}/s"
+                print(f"round {rnd} direct   {name} {line}", flush=True)
     finally:
         await fleet.aclose()
     print(f"end {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}")
