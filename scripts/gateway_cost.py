@@ -14,7 +14,7 @@ the medians and each variant's ratio to the first one.
 
 A variant is ``NAME`` (this code), ``NAME=SRC`` (``PYTHONPATH=SRC``: another
 checkout's ``src``, e.g. ``git worktree add /tmp/base main``), and may carry
-environment after a colon: ``uvloop:GATEWAY_EVENT_LOOP=uvloop``.
+environment after commas: ``h11,GATEWAY_HTTP_PARSER=h11``.
 
     .venv/bin/python scripts/gateway_cost.py --variant base=/tmp/base/src --variant new \\
         --rounds 3 --seconds 4
@@ -79,9 +79,9 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        head, _, extra = text.partition(":")
+        head, *extra = text.split(",")
         name, _, src = head.partition("=")
-        env = dict(item.split("=", 1) for item in extra.split(",") if item)
+        env = dict(item.split("=", 1) for item in extra)
         if src:
             env["PYTHONPATH"] = src
         return cls(name, env)
