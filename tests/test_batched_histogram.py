@@ -44,6 +44,20 @@ def test_batched_values_export_exactly_as_observed() -> None:
     assert not batch
 
 
+def test_edge_values_fall_in_the_buckets_observe_puts_them_in() -> None:
+    # fold() bisects where observe() scans: every bound itself, just above and
+    # below it, negatives, zero and infinity land in the same bucket.
+    a, batched, b, plain = _pair()
+    values = [-1.0, 0.0, float("inf")]
+    for bound in LATENCY_BUCKETS:
+        values += [bound, bound * (1 - 1e-12), bound * (1 + 1e-12)]
+    batch = batched.batch("/s/M", "OK")
+    for v in values:
+        batch.append(v)
+        plain.labels("/s/M", "OK").observe(v)
+    assert _samples(a) == _samples(b)
+
+
 def test_a_new_batch_is_exported_before_its_first_value() -> None:
     a, batched, _, _ = _pair()
     batched.batch("/s/M", "OK")

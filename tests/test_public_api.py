@@ -160,6 +160,7 @@ DISTRIBUTIONS = {
     "h11": "h11",
     "uvicorn": "uvicorn",
     "uvloop": "uvloop",
+    "httptools": "httptools",
     "pydantic": "pydantic",
     "pydantic_settings": "pydantic-settings",
     "httpx": "httpx",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,6 +63,7 @@ class BatchedHistogram(Histogram):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batches: dict[tuple[str, ...], deque[float]] = {}
+        self._folding = threading.Lock()  # one fold at a time (the loop's, a scrape's)
 
     def batch(self, *labelvalues: str) -> deque[float]:
         """The batch of the child with these label values (created on first use)."""
@@ -72,17 +74,38 @@ class BatchedHistogram(Histogram):
         return found
 
     def fold(self) -> None:
-        """Observe every batched value into its child."""
-        for labelvalues, pending in list(self._batches.items()):
-            if not pending:
-                continue
-            child = self.labels(*labelvalues)
-            while True:
-                try:
-                    value = pending.popleft()
-                except IndexError:
-                    break
-                child.observe(value)
+        """Observe every batched value into its child.
+
+        Exactly what ``observe()`` value by value would record (the bucket each
+        value falls in; the sum added to in the same order), but per value only
+        a bisection and two additions: the sum is set and each bucket
+        incremented once per fold, instead of ``observe()``'s Python calls and
+        two locked increments per value (which would put back on every call
+        what batching took off). Folds take turns; the child's ``observe()``
+        may still be used from the thread that folds."""
+        with self._folding:
+            for labelvalues, pending in list(self._batches.items()):
+                if not pending:
+                    continue
+                child = self.labels(*labelvalues)
+                bounds = child._upper_bounds
+                n = len(bounds)
+                counts = [0] * n
+                total = child._sum.get()
+                popleft = pending.popleft
+                while True:
+                    try:
+                        value = popleft()
+                    except IndexError:
+                        break
+                    total += value
+                    i = bisect_left(bounds, value)
+                    if i < n and value <= bounds[i]:  # observe()'s first bound >= value
+                        counts[i] += 1
+                child._sum.set(total)
+                for bucket, count in zip(child._buckets, counts, strict=True):
+                    if count:
+                        bucket.inc(count)
 
     def collect(self) -> Any:
         self.fold()

@@ -166,6 +166,62 @@ async def test_caller_task_cancelled_while_awaiting_cancels_the_call() -> None:
         assert await call.code() is grpc.StatusCode.CANCELLED
 
 
+async def test_a_unary_call_whose_awaiting_coroutine_is_closed_is_cancelled_and_settled() -> None:
+    # A unary call has no finaliser: the coroutine awaiting it, closed before the
+    # answer (coroutine.close(), or dropped and collected), cancels it and gives
+    # its endpoint's in-flight count back (before: the count stayed up, and a
+    # later await of the call waited forever).
+    async with fleet(n=1) as (channel, _, registry):
+        calls = [channel.unary_unary(svc.UNARY)(b"sleep:5", timeout=10) for _ in range(2)]
+
+        async def caller(call: grpc.aio.UnaryUnaryCall) -> object:
+            return await call
+
+        closed, dropped = caller(calls[0]), caller(calls[1])
+        closed.send(None)  # each call starts and waits for its answer
+        dropped.send(None)
+        assert sum(s.in_flight for s in channel.endpoints()) == 2
+        closed.close()
+        del dropped  # collected at once (a suspended coroutine is closed)
+        for call in calls:
+            assert call.done() and call.cancelled()
+            assert await call.code() is grpc.StatusCode.CANCELLED
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        await assert_no_call_in_flight(channel, registry)
+
+
+async def test_reading_a_stream_two_ways_is_a_usage_error_as_in_grpc_aio() -> None:
+    async with fleet(n=1) as (channel, _, _):
+        method = channel.unary_stream(svc.SERVER_STREAM)
+        read_first = method(b"n:3", timeout=5)
+        assert await read_first.read() == b"0"
+        with pytest.raises(grpc.aio.UsageError):
+            [m async for m in read_first]
+        assert await read_first.read() == b"1"  # reading on the same way still works
+        read_first.cancel()
+        iterated_first = method(b"n:3", timeout=5)
+        async for message in iterated_first:
+            assert message == b"0"
+            break
+        with pytest.raises(grpc.aio.UsageError):
+            await iterated_first.read()
+        assert [m async for m in iterated_first] == [b"1", b"2"]
+
+
+async def test_streams_read_with_grpc_aios_own_per_message_read() -> None:
+    # The per-message fast path relies on two grpc.aio internals (the read under
+    # its response iterator and the status check after it); a grpcio without
+    # them falls back to the public read(), correct but slower: say so here.
+    from grpc.aio import _call as grpc_call
+
+    from ecsgrpc.balancing import calls
+
+    assert calls._RAW_READ
+    assert callable(grpc_call.UnaryStreamCall._read)
+    assert callable(grpc_call.StreamStreamCall._raise_for_status)
+
+
 async def test_request_iterators_sync_and_async() -> None:
     async with fleet(n=1) as (channel, _, _):
         assert (

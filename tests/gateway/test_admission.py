@@ -90,10 +90,13 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
     return int(head.split(b" ", 2)[1]), head, await reader.readexactly(length)
 
 
-async def test_at_the_limit_conversations_are_refused_at_the_door_and_the_connection_lives_on() -> (
-    None
-):
-    async with gateway(delay=1.0, max_concurrency=1, adaptive_concurrency=False) as gw:
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+async def test_at_the_limit_conversations_are_refused_at_the_door_and_the_connection_lives_on(
+    parser: str,
+) -> None:
+    async with gateway(
+        delay=1.0, max_concurrency=1, adaptive_concurrency=False, http_parser=parser
+    ) as gw:
         front = gw.server.config.app.front
         entered: list[str] = []
         serve = front.conversation

@@ -11,11 +11,13 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.agents import AgentProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -231,15 +233,24 @@ async def test_two_thousand_open_connections_under_a_1024_open_files_soft_limit(
             proc.wait(10)
 
 
-async def test_gateway_processes_share_one_port_with_reuse_port(tmp_path: Path) -> None:
+async def test_gateway_processes_share_one_port_with_reuse_port(
+    tmp_path: Path, agents: Callable[..., AgentProcess]
+) -> None:
+    """docs/gateway.md's way to use every core: processes on one port, each serving."""
     import socket
+
+    agent = agents(AGENT_HOST)
 
     probe = socket.socket()
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     probe.bind((GATEWAY_HOST, 0))
     port = probe.getsockname()[1]
     probe.close()
-    env = {**os.environ, "GATEWAY_REUSE_PORT": "true", "WORKFLOW_SERVICE_TARGET": "127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "GATEWAY_REUSE_PORT": "true",
+        "WORKFLOW_SERVICE_TARGET": f"static:///{agent.address}",
+    }
     procs, logs = [], []
     try:
         for index in range(2):
@@ -268,10 +279,15 @@ async def test_gateway_processes_share_one_port_with_reuse_port(tmp_path: Path) 
             assert all(p.poll() is None for p in procs), [p.read_text() for p in logs]
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
+        body = {"messages": [{"role": "user", "content": "one two"}]}
         for _ in range(60):  # a new connection each: the kernel spreads them
-            async with httpx.AsyncClient(base_url=f"http://{GATEWAY_HOST}:{port}") as http:
-                assert (await http.get("/healthz")).status_code == 200
-        served = [p.read_text().count("GET /healthz") for p in logs]
+            async with httpx.AsyncClient(
+                base_url=f"http://{GATEWAY_HOST}:{port}", timeout=20
+            ) as http:
+                answer = await http.post("/v1/conversations", json=body)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["reply"] == "one two"
+        served = [p.read_text().count("POST /v1/conversations") for p in logs]
         assert sum(served) == 60
         assert min(served) > 0, served
     finally:

@@ -141,9 +141,10 @@ async def test_sigterm_drains_finishes_streams_and_exits_0(
 
 
 @needs_string_targets
-@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-async def test_the_gateway_serves_and_drains_on_the_event_loop_asked_for(
+@pytest.mark.parametrize(("loop", "parser"), [("uvloop", "httptools"), ("asyncio", "h11")])
+async def test_the_gateway_serves_and_drains_on_the_event_loop_and_parser_asked_for(
     loop: str,
+    parser: str,
     agents: Callable[..., AgentProcess],
     gateway_process: Callable[..., GatewayProcess],
 ) -> None:
@@ -157,7 +158,7 @@ async def test_the_gateway_serves_and_drains_on_the_event_loop_asked_for(
         f"static:///{agent.address}",
         "--drain-seconds",
         "0",
-        env={"GATEWAY_EVENT_LOOP": loop},
+        env={"GATEWAY_EVENT_LOOP": loop, "GATEWAY_HTTP_PARSER": parser},
     )
     assert gw.url, gw.log_text()
     async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
@@ -174,6 +175,7 @@ async def test_the_gateway_serves_and_drains_on_the_event_loop_asked_for(
     assert await asyncio.to_thread(gw.proc.wait, 20) == 0, gw.log_text()
     log = gw.log_text()
     assert f"event loop: {loop}" in log
+    assert f"http parser: {parser}" in log
     assert "Traceback" not in log
 
 
@@ -184,6 +186,18 @@ def test_an_unknown_event_loop_fails_at_start_naming_it(
     assert gw.proc.wait(15) == 2
     log = gw.log_text()
     assert "GATEWAY_EVENT_LOOP='tokio'" in log
+    assert "Traceback" not in log
+
+
+def test_an_unknown_http_parser_fails_at_start_naming_it(
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    gw = gateway_process(
+        "--host", "127.0.0.13", "--port", "0", env={"GATEWAY_HTTP_PARSER": "picohttp"}
+    )
+    assert gw.proc.wait(15) == 2
+    log = gw.log_text()
+    assert "GATEWAY_HTTP_PARSER='picohttp'" in log
     assert "Traceback" not in log
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import grpc
 import pytest
 
@@ -9,7 +12,7 @@ from ecsgrpc.errors import NoEndpointAvailable, StreamInterrupted
 from ecsgrpc_apps.gateway.errors import from_grpc
 from ecsgrpc_apps.gateway.lifecycle import GatewayState, Lifecycle, can_transition
 from ecsgrpc_apps.gateway.limits import is_json_media_type
-from ecsgrpc_apps.gateway.sse import sse_frame
+from ecsgrpc_apps.gateway.sse import ClientGone, DisconnectWatcher, sse_frame
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -89,3 +92,70 @@ def test_accept_errors_are_logged_at_most_once_a_second(caplog: pytest.LogCaptur
         assert "999 more like it" in lines[1].getMessage()
     finally:
         loop.close()
+
+
+class _Connection:
+    """An ASGI ``receive`` after the body: it answers only ``http.disconnect``."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.closed.wait()
+        return {"type": "http.disconnect"}
+
+
+async def test_the_watcher_turns_a_disconnect_during_a_step_into_client_gone() -> None:
+    conn = _Connection()
+    watcher = DisconnectWatcher(conn.receive)
+
+    async def serve() -> str:
+        assert await watcher.run(asyncio.sleep(0, "first")) == "first"
+        try:
+            await watcher.run(asyncio.sleep(30))
+        except ClientGone:
+            await asyncio.sleep(0)  # the request's task was not left cancelled
+            return "gone"
+        finally:
+            await watcher.close()
+        return "not gone"
+
+    task = asyncio.create_task(serve())
+    await asyncio.sleep(0.05)
+    conn.closed.set()
+    assert await asyncio.wait_for(task, 5) == "gone"
+
+
+async def test_the_watcher_leaves_a_cancellation_from_elsewhere_a_cancellation() -> None:
+    watcher = DisconnectWatcher(_Connection().receive)
+
+    async def serve() -> None:
+        try:
+            await watcher.run(asyncio.sleep(30))
+        finally:
+            await watcher.close()
+
+    task = asyncio.create_task(serve())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_disconnect_between_steps_cancels_nothing_and_fails_the_next_step() -> None:
+    conn = _Connection()
+    watcher = DisconnectWatcher(conn.receive)
+
+    async def serve() -> str:
+        await watcher.run(asyncio.sleep(0))
+        conn.closed.set()
+        await asyncio.sleep(0.05)  # not in a step: not cancelled here
+        try:
+            await watcher.run(asyncio.sleep(30))
+        except ClientGone:
+            return "gone at once"
+        finally:
+            await watcher.close()
+        return "ran"
+
+    assert await asyncio.wait_for(serve(), 5) == "gone at once"

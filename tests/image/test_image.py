@@ -184,7 +184,12 @@ def test_agent_and_gateway_run_as_ecs_runs_them(engine: Engine, network: tuple[s
         port = defs["gateway"]["portMappings"][0]["containerPort"]
         url = f"http://{container_ip(engine, gateway, net)}:{port}/v1/conversations"
         reply = converse(url, "hello from the image")
+        logs = engine.docker("logs", gateway, check=False)
     assert "from the image" in json.dumps(reply), reply
+    # The image's extras make the gateway's loop and HTTP parsing native.
+    said = logs.stdout + logs.stderr
+    assert "event loop: uvloop" in said, said[-3000:]
+    assert "http parser: httptools" in said, said[-3000:]
 
 
 def _free_port() -> int:

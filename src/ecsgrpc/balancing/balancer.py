@@ -24,7 +24,7 @@ import grpc
 from ecsgrpc.balancing import ticker
 from ecsgrpc.balancing.outlier import OutlierDetector
 from ecsgrpc.balancing.picker import Picker, ZonePolicy, build_picker
-from ecsgrpc.balancing.stall import Member, StallConfig, find_stalled
+from ecsgrpc.balancing.stall import DECAY, RISE, Member, StallConfig, find_stalled
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.subchannel import ChannelFactory, Connectivity, Subchannel
 from ecsgrpc.balancing.ticker import Tick
@@ -198,9 +198,22 @@ class Balancer:
     def done(self, sub: Subchannel, code: grpc.StatusCode, now: float | None = None) -> None:
         """An attempt on ``sub`` ended with ``code`` (at ``now``, time.monotonic(),
         when the caller has read the clock already)."""
-        sub.in_flight -= 1
+        in_flight = sub.in_flight = sub.in_flight - 1
         if code is _OK:  # the common case, without hashing an Enum (Python code)
-            sub.silence.answered(time.monotonic() if now is None else now, sub.in_flight)
+            # sub.silence.answered(now, in_flight), inlined: this runs for every call.
+            if now is None:
+                now = time.monotonic()
+            silence = sub.silence
+            start = silence.owed_since
+            if start is not None:
+                last = silence.last_answer
+                gap = now - (start if start > last else last)
+                if gap > silence.cap:  # noqa: PLR1730 (min() is a call)
+                    gap = silence.cap
+                usual = silence.usual
+                silence.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
+            silence.last_answer = now
+            silence.owed_since = now if in_flight else None
             if sub.stalled:
                 sub.set_stalled(False)
             if sub.key in self._outlier.failing:

@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 from grpc.aio import Metadata
+from grpc.aio import _call as grpc_call
 
 from ecsgrpc.balancing.attempts import (
     DONE,
@@ -50,6 +51,7 @@ from ecsgrpc.balancing.attempts import (
     RUNNING,
     CallAttempts,
 )
+from ecsgrpc.balancing.stall import DECAY, RISE
 
 __all__ = [
     "REPLAY_BUFFER_BYTES",
@@ -61,7 +63,15 @@ __all__ = [
 
 _OK = grpc.StatusCode.OK
 _EOF = grpc.aio.EOF
+# grpc.aio's per-message read under its response iterator, and the status check
+# that iterator makes at the end: a stream reads its attempt with these (one
+# generator layer less per message), or with the public read() where absent.
+_RAW_READ = all(
+    hasattr(grpc_call._StreamResponseMixin, name) for name in ("_read", "_raise_for_status")
+)
 _monotonic = time.monotonic
+_READER, _ITERATOR = object(), object()
+_API_STYLE_ERROR = "The iterator and read/write APIs may not be mixed on a single RPC."  # grpc's
 
 
 class _BalancedCall(CallAttempts):
@@ -77,6 +87,14 @@ class _BalancedCall(CallAttempts):
 
     def done(self) -> bool:
         return self._state == DONE
+
+    _style: object = None  # how responses are read: _READER or _ITERATOR (grpc.aio's rule)
+
+    def _set_style(self, style: object) -> None:
+        """Responses are read one way per call, ``read()`` or ``async for``, as in grpc.aio."""
+        if self._style is not None:
+            raise grpc.aio.UsageError(_API_STYLE_ERROR)
+        self._style = style
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
@@ -159,39 +177,56 @@ class _BalancedCall(CallAttempts):
 
     # Unary responses (unary_unary, stream_unary).
     def __await__(self) -> Generator[Any, None, Any]:
-        if self._state == NEW and self._driver is None:
-            self._driver = INLINE
-            if self._iterator is not None:
-                return (yield from self._drive().__await__())
-            if not self._start():  # no endpoint ready: wait for one, then drive
-                yield from self._first_attempt().__await__()
-                return (yield from self._drive().__await__())
-            # The per-call fast path (an endpoint was ready): _drive()'s first
-            # round inline, without a coroutine of ours around grpc's.
-            att = self._att
-            assert att is not None
-            try:
-                response = yield from att.call.__await__()
-            except grpc.aio.AioRpcError as exc:
-                return (yield from self._drive((att, exc)).__await__())
-            except asyncio.CancelledError:
-                self._cancel(LOCAL_CANCEL)
-                raise
-            if self._state != DONE:
-                self._response = response
-                self._finish(_OK, final=att.call)
-            return response
-        if self._state != DONE:
-            if isinstance(self._driver, asyncio.Task):
+        driving = False
+        try:
+            if self._state == NEW and self._driver is None:
+                self._driver = INLINE
+                driving = True
+                if self._iterator is not None:
+                    return (yield from self._drive().__await__())
+                # self._start(), inlined (the per-call path): keep the two in step.
+                self._state = RUNNING
+                if self._trace is not None:
+                    self._trace.start()
+                sub = self._router.begin()
+                if sub is None:  # no endpoint ready: wait for one, then drive
+                    yield from self._first_attempt().__await__()
+                    return (yield from self._drive().__await__())
+                self._attempts = 1
+                att = self._launch(sub)
+                call = att.call
+                # The per-call fast path (an endpoint was ready): _drive()'s first
+                # round inline, without a coroutine of ours around grpc's.
                 try:
-                    yield from self._driver
+                    response = yield from call.__await__()
+                except grpc.aio.AioRpcError as exc:
+                    return (yield from self._drive((att, exc)).__await__())
                 except asyncio.CancelledError:
                     self._cancel(LOCAL_CANCEL)
                     raise
-            else:
-                yield from self._wait_done().__await__()
-        self._raise_if_failed()
-        return self._response
+                if self._state != DONE:
+                    self._response = response
+                    self._finish(_OK, final=call)
+                return response
+            if self._state != DONE:
+                if isinstance(self._driver, asyncio.Task):
+                    try:
+                        yield from self._driver
+                    except asyncio.CancelledError:
+                        self._cancel(LOCAL_CANCEL)
+                        raise
+                else:
+                    yield from self._wait_done().__await__()
+            self._raise_if_failed()
+            return self._response
+        except GeneratorExit:
+            # The coroutine awaiting the call was closed (coroutine.close(), or
+            # collected unfinished) while it drove the call: nothing will drive
+            # it now, so it is cancelled and its endpoint's count settled. (A
+            # unary call has no finaliser: this is its one way to be dropped.)
+            if driving:
+                self._cancel(LOCAL_CANCEL)
+            raise
 
     # Response streaming (unary_stream, stream_stream).
     async def read(self) -> Any:
@@ -199,6 +234,8 @@ class _BalancedCall(CallAttempts):
         if self._state == DONE:
             self._raise_if_failed()
             return _EOF
+        if self._style is not _READER:
+            self._set_style(_READER)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state == DONE:
@@ -227,33 +264,59 @@ class _BalancedCall(CallAttempts):
                 sub.set_stalled(False)
             return message
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._messages()
-
-    async def _messages(self) -> AsyncIterator[Any]:
-        # The common case (one attempt, no retry in progress) iterates the
-        # attempt's own grpc.aio iterator: per message, one generator step of
-        # ours on top of grpc's. Like grpc.aio, do not mix it with read().
+    async def _messages(self) -> AsyncIterator[Any]:  # noqa: PLR0915 (inlined: per message)
+        # The common case (one attempt, no retry in progress) reads the attempt
+        # with grpc.aio's own per-message read, the one under its async iterator
+        # (``_read``, then ``_raise_for_status`` at the end, as that iterator
+        # does): per message, one generator step of ours where grpc's iterator
+        # would add its own. Public ``read()`` when a grpc.aio lacks them. Like
+        # grpc.aio, do not mix iteration with read().
+        if self._style is not _ITERATOR:
+            self._set_style(_ITERATOR)
         while True:
             att = self._att
             if self._replacing is not None or att is None or self._state != RUNNING:
-                att = await self._current()
-                if att is None:
-                    self._raise_if_failed()
-                    return
+                if self._state == NEW:  # self._begin(drive=False), inlined
+                    if not self._start():
+                        await self._first_attempt()
+                    if self._iterator is not None:
+                        self._started(drive=False)
+                    att = self._att
+                if self._replacing is not None or att is None or self._state != RUNNING:
+                    att = await self._current()
+                    if att is None:
+                        self._raise_if_failed()
+                        return
             sub = att.sub
             silence = sub.silence
+            call = att.call
+            read = call._read if _RAW_READ else call.read
             try:
-                async for message in att.call:
+                message = await read()
+                while message is not _EOF:
                     if not self._committed:
-                        self._commit()
+                        self._committed = True  # self._commit(), inlined
+                        self._buffer = None
                     self._received += 1
-                    # Progress, for silence detection (Balancer.answered, inlined:
-                    # this runs for every message).
-                    silence.answered(_monotonic(), sub.in_flight)
+                    # Progress, for silence detection: Balancer.answered and
+                    # Silence.answered, inlined (this runs for every message).
+                    now = _monotonic()
+                    start = silence.owed_since
+                    if start is not None:
+                        last = silence.last_answer
+                        gap = now - (start if start > last else last)
+                        if gap > silence.cap:  # noqa: PLR1730 (min() is a call)
+                            gap = silence.cap
+                        usual = silence.usual
+                        silence.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
+                    silence.last_answer = now
+                    silence.owed_since = now if sub.in_flight else None
                     if sub.stalled:
                         sub.set_stalled(False)
                     yield message
+                    message = await read()
+                if _RAW_READ:  # at the end, grpc's iterator raises the status that is not OK
+                    await call._raise_for_status()
             except grpc.aio.AioRpcError as exc:
                 await self._failed(att, exc)
                 continue
@@ -261,9 +324,25 @@ class _BalancedCall(CallAttempts):
                 self._cancel(LOCAL_CANCEL)
                 raise
             if att is self._att:
-                self._finish(_OK, final=att.call)
-            self._raise_if_failed()
+                self._finish(_OK, final=call)
+            if self._cancelled or self._error is not None:
+                self._raise_if_failed()
             return
+
+    # ``async for``: the generator itself (no method of ours around its creation).
+    __aiter__ = _messages
+
+
+class _Finalised(_BalancedCall):
+    """A call the caller can drop part way (a stream it stopped iterating, requests
+    written and never awaited): its finaliser settles the endpoint's in-flight
+    count. A unary call needs none: it runs only while awaited (see ``__await__``)
+    or driven by a task of its own, and saves the finaliser's call."""
+
+    def __del__(self) -> None:
+        if self._state == RUNNING:
+            with contextlib.suppress(Exception):  # a finaliser must never raise
+                self._cancel(LOCAL_CANCEL)
 
 
 class BalancedUnaryUnaryCall(_BalancedCall, grpc.aio.UnaryUnaryCall):  # type: ignore[misc]
@@ -273,13 +352,13 @@ class BalancedUnaryUnaryCall(_BalancedCall, grpc.aio.UnaryUnaryCall):  # type: i
     _unary_response = True
 
 
-class BalancedUnaryStreamCall(_BalancedCall, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
+class BalancedUnaryStreamCall(_Finalised, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
     """A server-streaming call: iterate it or ``read()`` it."""
 
     _kind = "unary_stream"
 
 
-class BalancedStreamUnaryCall(_BalancedCall, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
+class BalancedStreamUnaryCall(_Finalised, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
     """A client-streaming call: ``write()``/``done_writing()`` (or an iterator), then await."""
 
     _kind = "stream_unary"
@@ -287,7 +366,7 @@ class BalancedStreamUnaryCall(_BalancedCall, grpc.aio.StreamUnaryCall):  # type:
     _stream_request = True
 
 
-class BalancedStreamStreamCall(_BalancedCall, grpc.aio.StreamStreamCall):  # type: ignore[misc]
+class BalancedStreamStreamCall(_Finalised, grpc.aio.StreamStreamCall):  # type: ignore[misc]
     """A bidirectional call: write and read, in any interleaving."""
 
     _kind = "stream_stream"

@@ -138,8 +138,11 @@ class LeastRequestPicker(Picker[C]):
         if n == 1:
             only = cands[0]
             return only if only.key not in exclude else self._fallback(exclude)
-        i = int(self._rand() * n)
-        j = int(self._rand() * (n - 1))
+        # Both samples from one draw (one call less per pick): the integer part
+        # picks the first, the fraction (still uniform) the second of the others.
+        x = self._rand() * n
+        i = int(x)
+        j = int((x - i) * (n - 1))
         if j >= i:
             j += 1
         a, b = cands[i], cands[j]

@@ -132,6 +132,12 @@ class RetryBudget:
         if self._pending >= _FOLD_EVERY:
             self._bucket()
 
+    def record_calls(self, n: int) -> None:
+        """``n`` calls started: for a caller that counts calls in a plain int of its
+        own and hands them over in batches (the router: no method call per call)."""
+        self._pending += n
+        self._bucket()
+
     def try_spend(self) -> bool:
         """Take one retry if the budget has room; False means do not retry."""
         bucket = self._bucket()

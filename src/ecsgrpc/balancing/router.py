@@ -42,6 +42,9 @@ __all__ = ["Router"]
 _OK = grpc.StatusCode.OK
 # Durations wait in a batch (see BatchedHistogram) until a scrape, or until this many.
 _FOLD_AT = 4096
+# Calls are counted in a plain int and handed to the retry budget every this many
+# calls and before each retry decision (the budget's own batching, one call less).
+_BUDGET_BATCH = 64
 
 
 class _InFlight:
@@ -89,6 +92,7 @@ class Router:
         "_ok_durations",
         "_policy",
         "_start",
+        "_unbudgeted",
         "_unfolded",
         "answered",
         "closed",
@@ -116,6 +120,7 @@ class Router:
         self.target = target
         self._policy = policy
         self._budget = RetryBudget.from_policy(policy)
+        self._unbudgeted = 0  # calls started, not yet handed to the budget
         self._idempotent = frozenset(idempotent)
         self._metrics = metrics
         self._connect_timeout = connect_timeout
@@ -141,6 +146,22 @@ class Router:
         _register_in_flight(self, metrics, target)
 
     # Picking and waiting.
+    def begin(self) -> Subchannel | None:
+        """A call starts (:meth:`call_started`) and its first attempt takes an endpoint
+        if one is ready now (:meth:`pick_now`): both in one call, the per-call path."""
+        self.in_flight += 1
+        n = self._unbudgeted + 1
+        if n >= _BUDGET_BATCH:
+            self._budget.record_calls(n)
+            n = 0
+        self._unbudgeted = n
+        if self.closed:
+            return None  # pick() then says the channel is closed
+        sub = self._balancer.picker.pick(())
+        if sub is not None:
+            sub.in_flight += 1
+        return sub
+
     def pick_now(self, tried: Collection[str]) -> Subchannel | None:
         """An endpoint for an attempt if one is ready now (its in-flight count taken)."""
         if self.closed:
@@ -229,6 +250,9 @@ class Router:
         pause = backoff_seconds(policy, attempts + 1, jitter)
         if deadline is not None and deadline - time.monotonic() <= pause:
             return None
+        if self._unbudgeted:
+            self._budget.record_calls(self._unbudgeted)
+            self._unbudgeted = 0
         if not self._budget.try_spend():
             self._metrics.failures.labels(method, "retry_budget_exhausted").inc()
             return None
@@ -237,8 +261,13 @@ class Router:
 
     # Call metrics.
     def call_started(self) -> None:
-        self._budget.record_call()
+        """A call starts without picking (:meth:`begin` does both)."""
         self.in_flight += 1
+        n = self._unbudgeted + 1
+        if n >= _BUDGET_BATCH:
+            self._budget.record_calls(n)
+            n = 0
+        self._unbudgeted = n
 
     def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.in_flight -= 1

@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Member", "Silence", "StallConfig", "find_stalled"]
+__all__ = ["DECAY", "RISE", "Member", "Silence", "StallConfig", "find_stalled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,8 @@ class StallConfig:
 # not lift the limit, so one 1 s hiccup moves it by at most 0.05 s. Gaps
 # longer than the limit are learned through :meth:`Silence.excuse` instead
 # (the endpoint was set aside, answered its probe at once, so it is slow).
-_RISE = 0.05
-_DECAY = 0.02
+RISE = 0.05
+DECAY = 0.02
 
 
 class Silence:
@@ -111,7 +111,11 @@ class Silence:
             self.owed_since = now
 
     def answered(self, now: float, in_flight: int) -> None:
-        """The endpoint sent something (a message, a status of its own)."""
+        """The endpoint sent something (a message, a status of its own).
+
+        Inlined, line for line, where it runs per call or per message
+        (``Balancer.done``'s OK path, a stream's message paths in ``calls.py``):
+        keep those in step with this."""
         start = self.owed_since
         if start is not None:  # on every response message: comparisons, not min()/max()
             last = self.last_answer
@@ -119,7 +123,7 @@ class Silence:
             if gap > self.cap:  # noqa: PLR1730 (min() is a call per message)
                 gap = self.cap
             usual = self.usual
-            self.usual = usual + (_RISE if gap > usual else _DECAY) * (gap - usual)
+            self.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
         self.last_answer = now
         self.owed_since = now if in_flight else None
 

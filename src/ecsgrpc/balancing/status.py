@@ -27,6 +27,9 @@ class EndpointStatus:
     pickable: bool  # new calls may go here
     # grpc's last connection error while not connected (e.g. a TLS handshake failure).
     last_error: str | None = None
+    # Pickable on discovery's word (its health attribute is HEALTHY) until the
+    # health Watch first answers (see subchannel.py, "Presumed health").
+    health_presumed: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -11,6 +11,19 @@ service), it is not ejected by outlier detection, it is not *stalled* (silent
 while it owes answers and others answer: see ``stall.py``), and discovery has
 not removed it (*draining*: it finishes its in-flight calls, then closes).
 Every change calls ``on_change`` so the balancer can rebuild its picker.
+
+*Presumed health*: an endpoint that discovery itself reports healthy (the
+``health`` attribute is ``HEALTHY``: Cloud Map's ``HealthStatus``, ECS's task
+``healthStatus``) is pickable once READY while its health Watch has not yet
+given its first answer, as gRPC's xDS clients trust EDS health (gRFC A42).
+The Watch still runs: its first answer (SERVING or NOT_SERVING), or its first
+failure, ends the presumption, and from then on only the Watch decides. Why:
+the first answer of a stream is several completion-queue round trips away,
+each slowed by whatever slows the client (measured in a CPU-starved client:
+2.8-11 s after the connection was READY, against a poll + 1 s promise for a
+new task), while discovery has already checked this task's health. Endpoints
+without that attribute (static lists, DNS) wait for the Watch, as gRFC A17
+says.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import asyncio
 import enum
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +42,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ecsgrpc.balancing import ticker
 from ecsgrpc.balancing.stall import Silence
 from ecsgrpc.balancing.status import EndpointStatus
-from ecsgrpc.endpoints import Endpoint
+from ecsgrpc.endpoints import ATTR_HEALTH, Endpoint
 from ecsgrpc.security.diagnose import last_error
 
 __all__ = ["Connectivity", "Health", "Subchannel"]
@@ -56,6 +70,13 @@ _FROM_GRPC = {
 _FAILING = (Connectivity.CONNECTING, Connectivity.TRANSIENT_FAILURE)
 # How often the connectivity watch looks at the channel even without a grpc event.
 RECHECK_SECONDS = 0.5
+# While a connection is first being made, look that often (for at most
+# FIRST_RECHECK_FOR_SECONDS): in a CPU-starved client grpc.aio's state watch
+# reported READY later than the 0.5 s recheck did (READY seen 0.57-0.7 s after
+# the subchannel started, every time, against about 0.1 s when not starved), and
+# a new endpoint's first call waits for it.
+FIRST_RECHECK_SECONDS = 0.1
+FIRST_RECHECK_FOR_SECONDS = 5.0
 
 
 # Probe outcomes that are not an answer of the server's own.
@@ -71,6 +92,14 @@ class Health(enum.Enum):
 
 
 ChannelFactory = Callable[[str], grpc.aio.Channel]
+
+# The value of the ``health`` attribute by which discovery vouches for an endpoint
+# (Cloud Map's HealthStatus, ECS's task healthStatus).
+_DISCOVERY_HEALTHY = "HEALTHY"
+
+
+def _vouched(endpoint: Endpoint) -> bool:
+    return endpoint.attributes.get(ATTR_HEALTH) == _DISCOVERY_HEALTHY
 
 
 class Subchannel:
@@ -91,6 +120,9 @@ class Subchannel:
         self.in_flight = 0
         self.connectivity = Connectivity.IDLE
         self.health = Health.UNKNOWN if health_check else Health.SERVING
+        # Health presumed from discovery until the Watch first answers (module docstring).
+        self._watch_answered = False
+        self.presumed = health_check and _vouched(endpoint)
         self.draining = False
         self.ejected = False
         self.stalled = False
@@ -120,7 +152,7 @@ class Subchannel:
     def pickable(self) -> bool:
         return (
             self.connectivity is Connectivity.READY
-            and self.health is Health.SERVING
+            and (self.health is Health.SERVING or (self.presumed and self.health is Health.UNKNOWN))
             and not self.ejected
             and not self.stalled
             and not self.draining
@@ -198,6 +230,7 @@ class Subchannel:
         """New attributes for the same address (zone, weight, ...)."""
         self.endpoint = endpoint
         self._weight = endpoint.weight
+        self.presumed = self._health_check and not self._watch_answered and _vouched(endpoint)
         self._changed()
 
     def set_draining(self) -> None:
@@ -217,6 +250,7 @@ class Subchannel:
             zone=self.endpoint.zone,
             state=self.connectivity.value,
             health=self.health.value,
+            health_presumed=self.presumed,
             in_flight=self.in_flight,
             ejected=self.ejected,
             stalled=self.stalled,
@@ -260,12 +294,17 @@ class Subchannel:
                 poke.set_result(None)
 
         # The recheck comes from the ticker's clock thread, not a timer on the loop.
-        tick = ticker.every(RECHECK_SECONDS, recheck)
+        tick = ticker.every(FIRST_RECHECK_SECONDS, recheck)
+        fast_until = time.monotonic() + FIRST_RECHECK_FOR_SECONDS
         try:
             while True:
                 previous = self._observe(previous)
                 if previous is Connectivity.SHUTDOWN:
                     return
+                if fast_until and (previous is Connectivity.READY or time.monotonic() > fast_until):
+                    tick.cancel()
+                    tick = ticker.every(RECHECK_SECONDS, recheck)
+                    fast_until = 0.0
                 # grpc.aio sometimes never completes a state watch (seen here: a
                 # channel in TRANSIENT_FAILURE while its watch still waited on
                 # IDLE), so look again every RECHECK_SECONDS, and replace a watch
@@ -342,11 +381,24 @@ class Subchannel:
                     self._set_health(Health.SERVING)
                     return
                 log.debug("health watch of %s ended: %s", self.key, exc.code())
+            self._end_presumption()  # a Watch that fails before answering ends it too
             self._set_health(Health.UNKNOWN)
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311
             delay = min(delay * 2, 1.0)
 
+    def _end_presumption(self) -> None:
+        """The Watch failed before answering: from now on only the Watch decides."""
+        self._watch_answered = True
+        if self.presumed:
+            self.presumed = False
+            self._changed()
+
     def _set_health(self, health: Health) -> None:
-        if health is not self.health:
-            self.health = health
+        changed = health is not self.health
+        self.health = health
+        if not self._watch_answered:  # the Watch's first answer ends the presumption
+            self._watch_answered = True
+            changed = changed or self.presumed
+            self.presumed = False
+        if changed:
             self._changed()

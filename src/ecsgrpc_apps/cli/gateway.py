@@ -68,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
     )
     # OpenTelemetry export as the OTEL_* variables say (otel extra).
     configure_from_env("api-gateway", None)
+    from ecsgrpc_apps.gateway.connections import http_parser
     from ecsgrpc_apps.gateway.runner import event_loop_factory, run_gateway
 
     factory, name = event_loop_factory(settings.event_loop)
+    http_parser(settings.http_parser)  # a parser that is not installed stops the start here
     logging.getLogger("ecsgrpc_apps.gateway").info("event loop: %s", name)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(run_gateway(settings, target=args.target))

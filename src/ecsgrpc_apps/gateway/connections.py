@@ -1,12 +1,14 @@
 """HTTP connection limits under uvicorn: what a hostile client cannot hold.
 
-:func:`guarded_protocol` gives uvicorn's h11 protocol with, per connection:
+:func:`guarded_protocol` gives uvicorn's HTTP/1.1 protocol (its httptools one when
+httptools is installed, else its h11 one; ``GATEWAY_HTTP_PARSER``) with, per
+connection:
 
 * a **head size** limit (``GATEWAY_MAX_HEAD_BYTES``) and a **header count**
   limit (``GATEWAY_MAX_HEADER_COUNT``), both checked on the raw bytes before
   the parser sees them, however the head arrives (one read or a byte at a
   time): 431 and close. (h11's own limit only applies to a head still
-  incomplete after a read.)
+  incomplete after a read; httptools has none.)
 * a **request-head timeout** (``GATEWAY_HEAD_TIMEOUT_SECONDS``) from the
   connection's start, or from the first byte of a later request on a kept-alive
   connection, to the end of the head: 408 and close (slowloris). Each
@@ -52,12 +54,14 @@ from typing import Any, Protocol
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ecsgrpc.errors import ConfigError
 from ecsgrpc_apps.gateway.instrument import OverloadMetrics
 
 __all__ = [
     "ConnectionLimits",
     "Door",
     "guarded_protocol",
+    "http_parser",
     "raise_open_files_limit",
     "rate_limited_accept_errors",
     "raw_error",
@@ -96,6 +100,9 @@ class Door(Protocol):
         """Count one refusal and return the whole HTTP/1.1 answer (kept-alive)."""
 
 
+# How long a connection refused mid-head drops what the client still sends.
+LINGER_SECONDS = 2.0
+
 # A refused request's answer is only written while the client reads its answers.
 _DOOR_WRITE_BUFFER = 64 * 1024
 _DOOR_UNUSUAL = (b"\r\ntransfer-encoding:", b"\r\nexpect:", b"\r\nconnection:")
@@ -116,16 +123,37 @@ def raw_error(status: int, reason: str, code: str, message: str) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
-class _Guarded(H11Protocol):
-    """uvicorn's h11 protocol with the limits of the module docstring."""
+class _Guard:
+    """The limits of the module docstring, over either of uvicorn's HTTP/1.1 protocols.
+
+    A mixin: the concrete classes below put it before uvicorn's protocol and say
+    where their parser is (:meth:`_awaiting_head`, :meth:`_door_may_answer`).
+    """
 
     limits: ConnectionLimits = ConnectionLimits()
     metrics: OverloadMetrics | None = None
     door: Door | None = None
     _counted: set[Any] | None = None
+    # uvicorn's protocol attributes this mixin uses (set by the protocol).
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    server_state: Any
+    timeout_keep_alive: int
+    timeout_keep_alive_task: asyncio.TimerHandle | None
+    timeout_keep_alive_handler: Callable[[], None]
+    _unset_keepalive_if_required: Callable[[], None]
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def _awaiting_head(self) -> bool:
+        """True while the parser waits for (the rest of) a request head, not a body."""
+        raise NotImplementedError
+
+    def _door_may_answer(self) -> bool:
+        """True when an answer written now is the next one (nothing buffered or pending)."""
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         cls = type(self)
         if self.metrics is not None and cls._counted is not self.connections:
             cls._counted = open_now = self.connections  # the server's set of connections
@@ -161,7 +189,7 @@ class _Guarded(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._awaiting_head() and not self.transport.is_closing():
             seconds = self.limits.head_timeout_seconds
             self._refuse(
                 "head_timeout",
@@ -173,18 +201,30 @@ class _Guarded(H11Protocol):
                 ),
             )
 
-    def _refuse(self, reason: str, answer: bytes) -> None:
+    def _refuse(self, reason: str, answer: bytes, *, linger: bool = False) -> None:
+        """Count the refusal, write ``answer`` and close.
+
+        ``linger``: for a client that may still be sending (its head was too
+        large): end our side (FIN after the answer) and drop what still comes
+        until it closes, at most :data:`LINGER_SECONDS`; a close with unread
+        bytes would send a reset that can destroy the answer before it is read.
+        """
         self._refused = True
         self._stop_head_timer()
         if self.metrics is not None:
             self.metrics.refusals.labels(reason).inc()
-        if not self.transport.is_closing():
-            self.transport.write(answer)
+        if self.transport.is_closing():
+            return
+        self.transport.write(answer)
+        if linger and self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._head_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         while True:
@@ -196,7 +236,7 @@ class _Guarded(H11Protocol):
                     return
                 data = data[self._drop :]
                 self._drop = 0
-            if self.conn.their_state is not h11.IDLE:
+            if not self._awaiting_head():
                 break
             door = self.door
             if door is not None and self._head_bytes == 0 and door.full():
@@ -209,7 +249,7 @@ class _Guarded(H11Protocol):
             if not self._check_head(data):
                 return
             break
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
 
     def _refuse_at_door(self, door: Door, data: bytes) -> bytes | None:
         """Answer a conversation from its raw head; what follows its body, or None to parse it."""
@@ -217,7 +257,7 @@ class _Guarded(H11Protocol):
             return None
         end = data.find(b"\r\n\r\n")
         limits = self.limits
-        if end < 0 or end + 4 > limits.max_head_bytes or self.conn.trailing_data[0]:
+        if end < 0 or end + 4 > limits.max_head_bytes or not self._door_may_answer():
             return None
         head = data[:end].lower()
         if head.count(b"\r\n") > limits.max_header_count or any(
@@ -277,13 +317,14 @@ class _Guarded(H11Protocol):
         self._refuse(
             reason,
             raw_error(431, "Request Header Fields Too Large", "header_fields_too_large", message),
+            linger=True,
         )
         return False
 
     def on_response_complete(self) -> None:
         self._head_bytes = self._head_lines = 0
         self._tail = b""
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
 
     def send_400_response(self, msg: str) -> None:
         self._refused = True
@@ -295,15 +336,83 @@ class _Guarded(H11Protocol):
             self.transport.close()
 
 
+class _GuardedH11(_Guard, H11Protocol):
+    """uvicorn's h11 protocol with the limits."""
+
+    def _awaiting_head(self) -> bool:
+        # IDLE: before a request's head is complete (h11 buffers a partial one).
+        return self.conn.their_state is h11.IDLE
+
+    def _door_may_answer(self) -> bool:
+        # IDLE comes back only after the last answer; nothing pipelined is buffered.
+        return not self.conn.trailing_data[0]
+
+
+def _httptools_protocol() -> type[Any]:
+    """uvicorn's httptools protocol with the limits (ImportError without httptools)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class _GuardedHttpTools(_Guard, HttpToolsProtocol):
+        """The parser is told of each message's start, head end and end; the body
+        phase is from head end to message end."""
+
+        _in_body = False
+
+        def on_headers_complete(self) -> None:
+            self._in_body = True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            super().on_message_complete()
+
+        def _awaiting_head(self) -> bool:
+            return not self._in_body
+
+        def _door_may_answer(self) -> bool:
+            cycle = self.cycle
+            return (cycle is None or cycle.response_complete) and not self.pipeline
+
+    return _GuardedHttpTools
+
+
+def http_parser(choice: str) -> str:
+    """The parser for ``GATEWAY_HTTP_PARSER`` (``auto``, ``h11``, ``httptools``).
+
+    ``auto`` is httptools when it is installed (the ``httptools`` extra), else
+    h11. Raises ConfigError for ``httptools`` when it is not installed.
+    """
+    if choice == "h11":
+        return "h11"
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        if choice == "httptools":
+            raise ConfigError(
+                "GATEWAY_HTTP_PARSER='httptools': httptools is not installed "
+                "(pip install 'ecsgrpc[httptools]')"
+            ) from None
+        return "h11"
+    return "httptools"
+
+
 def guarded_protocol(
-    limits: ConnectionLimits, metrics: OverloadMetrics | None = None, door: Door | None = None
-) -> type[H11Protocol]:
+    limits: ConnectionLimits,
+    metrics: OverloadMetrics | None = None,
+    door: Door | None = None,
+    *,
+    parser: str = "h11",
+) -> type[Any]:
     """uvicorn's ``http`` protocol class with these limits (pass as ``Config(http=...)``).
 
     ``door``: refuse conversations at the door while it is full (module docstring).
+    ``parser``: ``h11`` or ``httptools`` (see :func:`http_parser`).
     """
+    base: type[Any] = _httptools_protocol() if parser == "httptools" else _GuardedH11
     return type(
-        "GuardedH11Protocol", (_Guarded,), {"limits": limits, "metrics": metrics, "door": door}
+        f"Guarded{base.__name__[8:]}Protocol",
+        (base,),
+        {"limits": limits, "metrics": metrics, "door": door},
     )
 
 

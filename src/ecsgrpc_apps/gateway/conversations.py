@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive
 
 from ecsgrpc.errors import EcsGrpcError, StreamInterrupted
@@ -29,7 +29,7 @@ from ecsgrpc_apps.gateway.models import ConversationIn, ConversationReply, DoneE
 from ecsgrpc_apps.gateway.settings import GatewaySettings
 from ecsgrpc_apps.gateway.sse import ClientGone, DisconnectWatcher, EventStreamResponse, sse_frame
 from ecsgrpc_apps.workflow import pb2, workflow_stub
-from ecsgrpc_apps.workflow.client import WorkflowClient, build_request
+from ecsgrpc_apps.workflow.client import WorkflowClient
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
@@ -120,6 +120,17 @@ class ReplyAssembler:
             events=self.events,
         )
 
+    def reply_json(self) -> bytes:
+        """:meth:`reply` as the JSON answer's body, without building the model."""
+        return _json(
+            {
+                "conversation_id": self.conversation_id,
+                "reply": "".join(self.parts),
+                "served_by": self.served_by,
+                "events": self.events,
+            }
+        ).encode()
+
 
 class Restart:
     """Attempts of one conversation: ``again()`` opens the next upstream call."""
@@ -145,7 +156,25 @@ class Restart:
 
 
 def _dump(model: EventOut | DoneEvent | ConversationReply) -> str:
-    return json.dumps(model.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
+    return _json(model.model_dump(mode="json"))
+
+
+# The wire form of every answer body: compact, UTF-8 as is (what JSONResponse writes).
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _event_json(event: pb2.ConversationEvent) -> str:
+    """:func:`event_out` as JSON, without building the model (one per SSE frame)."""
+    return _json(
+        {
+            "conversation_id": event.conversation_id,
+            "sequence": event.sequence,
+            "kind": _KINDS.get(event.kind, "unspecified"),
+            "text": event.text,
+            "served_by": event.served_by,
+            "delta_count": event.delta_count,
+        }
+    )
 
 
 _UPSTREAM_ERRORS = (grpc.aio.AioRpcError, EcsGrpcError)
@@ -239,10 +268,10 @@ class Conversations:
                 try:
                     if first is not None:
                         assembler.add(first)
-                        yield sse_frame(_dump(event_out(first)), event_id=str(first.sequence))
+                        yield sse_frame(_event_json(first), event_id=str(first.sequence))
                         async for event in events:
                             assembler.add(event)
-                            yield sse_frame(_dump(event_out(event)), event_id=str(event.sequence))
+                            yield sse_frame(_event_json(event), event_id=str(event.sequence))
                     break
                 except _UPSTREAM_ERRORS as exc:
                     if not self._may_restart(exc, restart.attempt):
@@ -270,14 +299,14 @@ class Conversations:
         events: AsyncIterator[pb2.ConversationEvent],
         assembler: ReplyAssembler,
         restart: Restart,
-    ) -> ConversationReply:
+    ) -> bytes:
         while True:
             try:
                 if first is not None:
                     assembler.add(first)
                     async for event in events:
                         assembler.add(event)
-                return assembler.reply()
+                return assembler.reply_json()
             except _UPSTREAM_ERRORS as exc:
                 if not self._may_restart(exc, restart.attempt):
                     raise self._error(exc) from None
@@ -314,8 +343,11 @@ class Conversations:
         """
         self._check(body)
         cid = body.conversation_id or uuid.uuid4().hex
-        messages = [m.model_dump() for m in body.messages]
-        upstream = build_request(cid, messages, body.metadata)
+        upstream = pb2.ConversationRequest(
+            conversation_id=cid,
+            messages=[pb2.Message(role=m.role, content=m.content) for m in body.messages],
+            metadata=body.metadata,
+        )
         restart = Restart(lambda: self._upstream(upstream, deadline), self.metrics)
         events = restart.again()
         assembler = ReplyAssembler(cid, self.settings.sse_done_reply_max_chars if sse else None)
@@ -339,7 +371,7 @@ class Conversations:
         finally:
             if not handed_over:
                 await watcher.close()
-        return JSONResponse(reply.model_dump(mode="json"))
+        return Response(reply, media_type="application/json")
 
     async def handle(self, request: Request, body: ConversationIn) -> Response:
         """The FastAPI route's way in (the gateway's :class:`Front` calls :meth:`run`)."""

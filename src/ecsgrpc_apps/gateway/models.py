@@ -147,3 +147,10 @@ class EndpointOut(BaseModel):
     )
     draining: bool
     pickable: bool
+    last_error: str | None = Field(
+        None, description="gRPC's last connection error while not connected (e.g. TLS)."
+    )
+    health_presumed: bool = Field(
+        False,
+        description="Taking calls on discovery's HEALTHY until its health Watch first answers.",
+    )

@@ -18,6 +18,7 @@ from ecsgrpc_apps.gateway.connections import (
     ConnectionLimits,
     connection_cap,
     guarded_protocol,
+    http_parser,
     raise_open_files_limit,
     rate_limited_accept_errors,
 )
@@ -45,6 +46,8 @@ def uvicorn_config(
     and the connection limits (:mod:`ecsgrpc_apps.gateway.connections`).
 
     ``open_files``: the open-files soft limit the connection cap must stay under.
+    Raises ConfigError when ``settings.http_parser`` is ``httptools`` and it is
+    not installed.
     """
     cap = settings.max_connections
     if open_files is not None:
@@ -65,7 +68,9 @@ def uvicorn_config(
         timeout_graceful_shutdown=math.ceil(settings.grace_seconds),
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         server_header=False,
-        http=guarded_protocol(limits, app.front.overload, app.front),
+        http=guarded_protocol(
+            limits, app.front.overload, app.front, parser=http_parser(settings.http_parser)
+        ),
         backlog=4096,
     )
 
@@ -124,6 +129,7 @@ async def run_gateway(
     (``WORKFLOW_SERVICE_TARGET``, ...). Raises ConfigError for a bad target.
     """
     registry = REGISTRY if registry is None else registry
+    log.info("http parser: %s", http_parser(settings.http_parser))
     soft, hard = raise_open_files_limit()
     log.info("open-files limit %d (hard %d)", soft, hard)
     rate_limited_accept_errors(asyncio.get_running_loop())

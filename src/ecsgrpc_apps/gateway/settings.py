@@ -103,6 +103,12 @@ class GatewaySettings(BaseSettings):
         description="The event loop: uvloop (the uvloop extra), asyncio, or auto: uvloop "
         "when it is installed, else asyncio.",
     )
+    http_parser: str = Field(
+        "auto",
+        pattern=r"^(auto|h11|httptools)$",
+        description="The HTTP/1.1 parser: httptools (the httptools extra), h11, or auto: "
+        "httptools when it is installed, else h11.",
+    )
     docs: bool = Field(
         False, description="Serve the interactive API docs at /docs (loads assets from a CDN)."
     )

@@ -54,32 +54,50 @@ class DisconnectWatcher:
 
     Created by the route after the body was read; ``receive`` then yields only
     ``http.disconnect``. Call :meth:`close` when the request ends.
+
+    A step runs in the caller's own task (no task per step): one watching task
+    waits for the disconnect and, only while a step runs, cancels the caller's
+    task, which :meth:`run` turns into ClientGone. A cancellation of the caller
+    from elsewhere stays a cancellation.
     """
+
+    __slots__ = ("_cancelled", "_gone", "_owner", "_receive", "_running", "_task")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._task: asyncio.Task[None] | None = None
+        self._owner: asyncio.Task[object] | None = None
+        self._running = False
+        self._gone = False
+        self._cancelled = False  # this watcher cancelled the owner
 
     async def _wait(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+        self._gone = True
+        if self._running and self._owner is not None:
+            self._cancelled = True
+            self._owner.cancel()
 
     async def run(self, step: Awaitable[_T]) -> _T:
         """``await step`` unless the client leaves first (then cancel it, raise ClientGone)."""
         if self._task is None:
+            self._owner = asyncio.current_task()
             self._task = asyncio.ensure_future(self._wait())
-        work = asyncio.ensure_future(step)
+        if self._gone:
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise ClientGone
+        self._running = True
         try:
-            await asyncio.wait({work, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            return await step
         except asyncio.CancelledError:
-            work.cancel()
-            raise
-        if work.done():
-            return work.result()
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await work
-        raise ClientGone
+            owner = self._owner
+            if not self._cancelled or owner is None or owner.uncancel() > 0:
+                raise  # cancelled from elsewhere (too)
+            raise ClientGone from None
+        finally:
+            self._running = False
 
     async def close(self) -> None:
         if self._task is not None:
