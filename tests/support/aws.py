@@ -55,6 +55,7 @@ def aws(aws_emulator: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     point_sdk_at(aws_emulator, monkeypatch)
     yield aws_emulator
     aws_emulator.start()
+    aws_emulator.reset()  # what this test made is not the next one's
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class AwsEmulator:
         self._host = host
         self._port = port
         self._server: Any = None
+        self._started = False
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     @property
@@ -59,15 +60,24 @@ class AwsEmulator:
         return self._server is not None
 
     def start(self) -> None:
-        """Start (or restart on the same port, keeping all state)."""
+        """Start empty (or restart on the same port, keeping all state).
+
+        moto keeps its resources per process, not per server: an emulator's
+        first start forgets what an earlier emulator in this process created,
+        so a new emulator never serves another's namespaces and instances.
+        """
         from moto.server import ThreadedMotoServer
 
         if self._server is not None:
             return
+        first = not self._started
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         self._port = int(server.get_host_and_port()[1])
         self._server = server
+        self._started = True
+        if first:
+            self.reset()
 
     def stop(self) -> None:
         """Stop serving; state is kept for a later :meth:`start`."""
