@@ -46,7 +46,8 @@ def test_batched_values_export_exactly_as_observed() -> None:
 
 def test_edge_values_fall_in_the_buckets_observe_puts_them_in() -> None:
     # fold() bisects where observe() scans: every bound itself, just above and
-    # below it, negatives, zero and infinity land in the same bucket.
+    # below it, negatives, zero and infinity land in the same bucket; a NaN in
+    # none (and makes the sum NaN, as observe() does).
     a, batched, b, plain = _pair()
     values = [-1.0, 0.0, float("inf")]
     for bound in LATENCY_BUCKETS:
@@ -56,6 +57,13 @@ def test_edge_values_fall_in_the_buckets_observe_puts_them_in() -> None:
         batch.append(v)
         plain.labels("/s/M", "OK").observe(v)
     assert _samples(a) == _samples(b)
+    batch.append(float("nan"))
+    plain.labels("/s/M", "OK").observe(float("nan"))
+    batch.append(0.5)
+    plain.labels("/s/M", "OK").observe(0.5)
+    got, want = _samples(a), _samples(b)
+    assert [s[:2] for s in got] == [s[:2] for s in want]
+    assert str([s[2] for s in got]) == str([s[2] for s in want])  # nan == nan, as text
 
 
 def test_a_new_batch_is_exported_before_its_first_value() -> None:

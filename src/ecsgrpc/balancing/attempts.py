@@ -135,6 +135,13 @@ class CallAttempts:
     _response: Any = _NOTHING
     _callbacks: list[Callable[[Any], None]] | None = None
     _done_future: asyncio.Future[None] | None = None
+    # The call's options, when not given (None).
+    _deadline: float | None = None
+    _metadata: Any = None
+    _iterator: Any = None
+    _credentials: grpc.CallCredentials | None = None
+    _wait_for_ready: bool | None = None
+    _compression: grpc.Compression | None = None
 
     def __init__(
         self,
@@ -167,13 +174,20 @@ class CallAttempts:
         self._serializer = serializer
         self._deserializer = deserializer
         self._request = request
-        self._iterator = request_iterator
-        self._created = time.monotonic()
-        self._deadline = None if timeout is None else self._created + timeout
-        self._metadata = metadata
-        self._credentials = credentials
-        self._wait_for_ready = wait_for_ready
-        self._compression = compression
+        self._created = created = _monotonic()
+        # The options default to None on the class: stored only when given.
+        if timeout is not None:
+            self._deadline = created + timeout
+        if metadata is not None:
+            self._metadata = metadata
+        if request_iterator is not None:
+            self._iterator = request_iterator
+        if credentials is not None:
+            self._credentials = credentials
+        if wait_for_ready is not None:
+            self._wait_for_ready = wait_for_ready
+        if compression is not None:
+            self._compression = compression
         if self._stream_request:
             self._buffer = []
 

@@ -49,6 +49,7 @@ from ecsgrpc.balancing.attempts import (
     NEW,
     REPLAY_BUFFER_BYTES,
     RUNNING,
+    Attempt,
     CallAttempts,
 )
 from ecsgrpc.balancing.stall import DECAY, RISE
@@ -70,6 +71,7 @@ _RAW_READ = all(
     hasattr(grpc_call._StreamResponseMixin, name) for name in ("_read", "_raise_for_status")
 )
 _monotonic = time.monotonic
+_UNARY_UNARY = "unary_unary"  # BalancedUnaryUnaryCall._kind
 _READER, _ITERATOR = object(), object()
 _API_STYLE_ERROR = "The iterator and read/write APIs may not be mixed on a single RPC."  # grpc's
 
@@ -176,7 +178,7 @@ class _BalancedCall(CallAttempts):
         await self._done_writing()
 
     # Unary responses (unary_unary, stream_unary).
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, Any]:  # noqa: PLR0915 (inlined: per call)
         driving = False
         try:
             if self._state == NEW and self._driver is None:
@@ -186,15 +188,39 @@ class _BalancedCall(CallAttempts):
                     return (yield from self._drive().__await__())
                 # self._start(), inlined (the per-call path): keep the two in step.
                 self._state = RUNNING
+                router = self._router
                 if self._trace is not None:
                     self._trace.start()
-                sub = self._router.begin()
+                sub = router.begin()
                 if sub is None:  # no endpoint ready: wait for one, then drive
                     yield from self._first_attempt().__await__()
                     return (yield from self._drive().__await__())
                 self._attempts = 1
-                att = self._launch(sub)
-                call = att.call
+                # A unary request (not stream_unary written to), no trace: inline.
+                plain = self._trace is None and not self._stream_request
+                if plain and router.per_attempt_timeout is None:
+                    # self._launch(sub), inlined (the per-call path): keep in step.
+                    try:
+                        callable_ = sub.callables[_UNARY_UNARY, self._method]
+                    except KeyError:
+                        callable_ = sub.multicallable(
+                            _UNARY_UNARY, self._method, self._serializer, self._deserializer
+                        )
+                    deadline = self._deadline
+                    call = callable_(
+                        self._request,
+                        timeout=None if deadline is None else deadline - _monotonic(),
+                        metadata=self._metadata,
+                        credentials=self._credentials,
+                        wait_for_ready=False,
+                        compression=self._compression,
+                    )
+                    self._att = att = Attempt()
+                    att.call = call
+                    att.sub = sub
+                else:
+                    att = self._launch(sub)
+                    call = att.call
                 # The per-call fast path (an endpoint was ready): _drive()'s first
                 # round inline, without a coroutine of ours around grpc's.
                 try:
@@ -206,7 +232,17 @@ class _BalancedCall(CallAttempts):
                     raise
                 if self._state != DONE:
                     self._response = response
-                    self._finish(_OK, final=call)
+                    if plain and self._done_future is None and self._callbacks is None:
+                        # self._finish(_OK, final=call), inlined for a call that
+                        # nothing else waits on (the per-call path): keep in step.
+                        self._state = DONE
+                        self._code = _OK
+                        self._final = call
+                        self._att = None
+                        att.reported = True
+                        router.finish_ok(sub, self._method, self._created)
+                    else:
+                        self._finish(_OK, final=call)
                 return response
             if self._state != DONE:
                 if isinstance(self._driver, asyncio.Task):

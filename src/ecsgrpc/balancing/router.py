@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Router"]
 
 _OK = grpc.StatusCode.OK
+_monotonic = time.monotonic
 # Durations wait in a batch (see BatchedHistogram) until a scrape, or until this many.
 _FOLD_AT = 4096
 # Calls are counted in a plain int and handed to the retry budget every this many
@@ -268,6 +269,23 @@ class Router:
             self._budget.record_calls(n)
             n = 0
         self._unbudgeted = n
+
+    def finish_ok(self, sub: Subchannel, method: str, created: float) -> None:
+        """A call created at ``created`` (time.monotonic()) ended OK on its first
+        attempt, on ``sub``: :meth:`done` and :meth:`call_finished` in one call,
+        with one clock read (a unary call's per-call path)."""
+        now = _monotonic()
+        self.done(sub, _OK, now)
+        self.in_flight -= 1
+        try:
+            batch = self._ok_durations[method]
+        except KeyError:
+            batch = self._ok_durations[method] = self._metrics.duration.batch(method, "OK")
+        batch.append(now - created)
+        self._unfolded += 1
+        if self._unfolded >= _FOLD_AT:
+            self._unfolded = 0
+            self._metrics.duration.fold()
 
     def call_finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.in_flight -= 1
