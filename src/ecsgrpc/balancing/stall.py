@@ -27,8 +27,8 @@ module turns that into a decision, free of I/O (the balancer does the I/O):
   host or a client's event loop gets to them one after another): the first
   one back answered *after* the others' silence, not during it, and witnesses
   against nobody until the others have stayed silent a whole limit longer.
-  A single frozen endpoint among answering ones is noticed as soon (its
-  witnesses answered all along).
+  A single frozen endpoint among answering ones is set aside as soon as its
+  silence passes its limit (its witnesses answered all along).
 
 A stalled endpoint takes no new calls; its calls in flight are left alone
 (they may still finish: a pause ends). The balancer probes it
