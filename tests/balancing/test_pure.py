@@ -157,7 +157,7 @@ def test_retry_budget_is_a_ratio_plus_a_floor() -> None:
     clock = Clock()
     budget = RetryBudget(ratio=0.2, min_per_second=1, window_seconds=10, clock=clock)
     for _ in range(100):
-        budget.record_call()
+        budget.record_calls(1)
     granted = sum(budget.try_spend() for _ in range(100))
     assert granted == 10 + 20  # floor (1/s x 10 s) + 20 % of 100 calls
     clock.now += 11  # the window slides: old calls and retries are forgotten

@@ -209,3 +209,43 @@ async def test_a_fleet_silent_as_a_whole_sets_nothing_aside(
     assert _stalls(registry) == 0
     # Everything that waited through the pause is answered after it.
     assert not [o for o in load.outcomes if o.error], _describe(load.outcomes, t_back)
+
+
+# Longer than the 0.1 s check interval (so the old rule, "another endpoint answered
+# within the limit", saw the first agent back witness against the others at a check
+# or more), and the whole resumption (2 x 0.3 s) well within the 1 s limit.
+RESUME_GAP = 0.3
+
+
+@pytest.mark.parametrize("calls", ["unary", "stream"])
+async def test_a_fleet_resuming_one_task_at_a_time_sets_nothing_aside(
+    agents: Callable[..., AgentProcess], calls: str
+) -> None:
+    # A fleet-wide pause ends task by task (a loaded host schedules them one after
+    # another): the first back is no witness against those still waking up, since it
+    # was silent too for most of their silence. Unary calls only (answers counted in
+    # Balancer.done) or streams only (their messages, counted in calls.py, come first).
+    procs = [agents(h, args=("--event-delay", "0.005")) for h in HOSTS]
+    registry = CollectorRegistry()
+    every = 1 if calls == "stream" else 10**9
+    async with _channel(procs, "least_request", registry) as ch:
+        await ch.channel_ready(timeout=15, min_ready=3)
+        load = PacedLoad(ch, rate=50, stream_every=every, unary_timeout=5.0)
+        async with load:
+            await asyncio.sleep(1.0)
+            for p in procs:
+                os.kill(p.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(2.5)
+                for p in procs[:-1]:
+                    os.kill(p.pid, signal.SIGCONT)
+                    await asyncio.sleep(RESUME_GAP)
+            finally:
+                for p in procs:
+                    os.kill(p.pid, signal.SIGCONT)
+            t_back = time.monotonic()
+            await asyncio.sleep(1.5)
+        assert ch.ready_count == 3
+    assert _stalls(registry) == 0, _describe(load.outcomes, t_back)
+    assert not [o for o in load.outcomes if o.error], _describe(load.outcomes, t_back)
+    assert {o.served_by for o in load.outcomes} == {p.instance_id for p in procs}

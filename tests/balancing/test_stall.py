@@ -35,6 +35,35 @@ def test_nothing_is_set_aside_when_every_endpoint_is_silent() -> None:
     assert find_stalled(members, 100.0, CONFIG) == []
 
 
+def test_the_first_endpoint_back_from_a_fleet_wide_pause_witnesses_against_no_one() -> None:
+    fleet = [Silence() for _ in range(3)]
+    for s in fleet:
+        s.owing(0.0)
+        s.answered(0.01, in_flight=1)
+    # Every endpoint paused 2.5 s; they come back one after another.
+    fleet[0].answered(2.5, in_flight=1)
+    fleet[0].answered(2.51, in_flight=1)
+    assert fleet[0].resumed == 2.5
+    # e1 and e2 are silent 2.8 s, e0 answers: but e0 answered after their silence, not in it.
+    assert find_stalled(_members(*fleet), 2.8, CONFIG) == []
+    fleet[2].answered(2.9, in_flight=1)
+    fleet[0].answered(3.45, in_flight=1)
+    assert find_stalled(_members(*fleet), 3.45, CONFIG) == []  # e1: 0.95 s since e0 was back
+    # e1 still silent a whole limit after e0 came back (e0 answering since): set aside.
+    assert find_stalled(_members(*fleet), 3.55, CONFIG) == ["e1"]
+
+
+def test_only_a_silence_longer_than_the_floor_or_a_probe_restarts_a_witness() -> None:
+    s = Silence()
+    s.owing(0.0)
+    s.answered(0.9, in_flight=1)  # 0.9 s: an ordinary (slow) answer, not a pause
+    assert s.resumed == float("-inf")
+    s.answered(2.0, in_flight=0)  # 1.1 s: it was silent itself
+    assert s.resumed == 2.0
+    s.reset(5.0, in_flight=0)  # answered a probe after being set aside
+    assert s.resumed == 5.0
+
+
 def test_an_endpoint_that_owes_nothing_is_never_silent() -> None:
     idle = _silence(owed_since=None, last_answer=10.0)
     busy = _silence(None, 99.9)

@@ -341,8 +341,9 @@ class _BalancedCall(CallAttempts):
                     if start is not None:
                         last = silence.last_answer
                         gap = now - (start if start > last else last)
-                        if gap > silence.cap:  # noqa: PLR1730 (min() is a call)
+                        if gap > silence.cap:  # a long silence ends (min() is a call)
                             gap = silence.cap
+                            silence.resumed = now
                         usual = silence.usual
                         silence.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
                     silence.last_answer = now

@@ -35,9 +35,6 @@ import grpc
 __all__ = ["RetryBudget", "RetryPolicy", "backoff_seconds"]
 
 _NOT_PROCESSED = frozenset({grpc.StatusCode.UNAVAILABLE})
-# Calls are counted in a plain int and put in a time bucket every this many calls
-# (and before each retry decision): a call's time is known to within that batch.
-_FOLD_EVERY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +94,6 @@ class RetryBudget:
         self._clock = clock
         # Per-second buckets: (second, calls, retries).
         self._buckets: deque[list[int]] = deque()
-        # Calls not yet put in a bucket: record_call() only counts (it is on every
-        # call's path); they are put in the current second's bucket every
-        # _FOLD_EVERY calls and before each retry decision.
-        self._pending = 0
 
     @classmethod
     def from_policy(
@@ -121,22 +114,12 @@ class RetryBudget:
             horizon = second - self._window
             while buckets and buckets[0][0] <= horizon:
                 buckets.popleft()
-        bucket = buckets[-1]
-        if self._pending:
-            bucket[1] += self._pending
-            self._pending = 0
-        return bucket
-
-    def record_call(self) -> None:
-        self._pending += 1
-        if self._pending >= _FOLD_EVERY:
-            self._bucket()
+        return buckets[-1]
 
     def record_calls(self, n: int) -> None:
-        """``n`` calls started: for a caller that counts calls in a plain int of its
-        own and hands them over in batches (the router: no method call per call)."""
-        self._pending += n
-        self._bucket()
+        """``n`` calls started: the caller counts calls in a plain int of its own and
+        hands them over in batches (the router: no method call per call)."""
+        self._bucket()[1] += n
 
     def try_spend(self) -> bool:
         """Take one retry if the budget has room; False means do not retry."""

@@ -14,11 +14,21 @@ module turns that into a decision, free of I/O (the balancer does the I/O):
   something (an EWMA that rises fast and decays slowly).
 * :func:`find_stalled` names the endpoints whose current silence is longer
   than ``max(min_silence_seconds, silence_multiple x usual)`` **while another
-  endpoint answered within that time** (failure accrual relative to the fleet,
-  as Envoy's and Finagle's are: when every endpoint is silent the cause is the
-  client, the network or a fleet-wide slowdown, and ejecting would only lose
-  capacity), and never more than ``max_stalled_percent`` of the endpoints
+  endpoint answered throughout that time** (failure accrual relative to the
+  fleet, as Envoy's and Finagle's are: when every endpoint is silent the cause
+  is the client, the network or a fleet-wide slowdown, and ejecting would only
+  lose capacity), and never more than ``max_stalled_percent`` of the endpoints
   (with outlier ejections; at least one may always be set aside).
+* The witness: another endpoint, not set aside, that answered within the
+  suspect's limit and was not itself silent for longer than its floor
+  (``min_silence_seconds``, more once excused) at any time in it: its
+  :attr:`Silence.resumed`, the answer that ended its last such silence, is
+  older than the limit. A fleet-wide pause ends endpoint by endpoint (a loaded
+  host or a client's event loop gets to them one after another): the first
+  one back answered *after* the others' silence, not during it, and witnesses
+  against nobody until the others have stayed silent a whole limit longer.
+  A single frozen endpoint among answering ones is set aside as soon as its
+  silence passes its limit (its witnesses answered all along).
 
 A stalled endpoint takes no new calls; its calls in flight are left alone
 (they may still finish: a pause ends). The balancer probes it
@@ -97,13 +107,16 @@ DECAY = 0.02
 class Silence:
     """One endpoint's answer bookkeeping. Plain attributes: the call path writes them."""
 
-    __slots__ = ("cap", "last_answer", "owed_since", "usual")
+    __slots__ = ("cap", "last_answer", "owed_since", "resumed", "usual")
 
     def __init__(self, cap: float = 1.0) -> None:
         self.owed_since: float | None = None  # start of the current unanswered demand
         self.last_answer = 0.0
         self.usual = 0.0
         self.cap = cap  # the longest gap counted (the limit's floor)
+        # The answer that ended its last silence longer than ``cap`` (or a probe's):
+        # no witness for anything before it. -inf: never silent that long.
+        self.resumed = float("-inf")
 
     def owing(self, now: float) -> None:
         """Calls are in flight: the endpoint owes an answer from now (if not already)."""
@@ -120,8 +133,9 @@ class Silence:
         if start is not None:  # on every response message: comparisons, not min()/max()
             last = self.last_answer
             gap = now - (start if start > last else last)
-            if gap > self.cap:  # noqa: PLR1730 (min() is a call per message)
+            if gap > self.cap:  # a long silence ends (min() would be a call per message)
                 gap = self.cap
+                self.resumed = now
             usual = self.usual
             self.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
         self.last_answer = now
@@ -141,8 +155,10 @@ class Silence:
         self.reset(now, in_flight)
 
     def reset(self, now: float, in_flight: int) -> None:
-        """The endpoint answered a probe: count silence afresh, learn nothing."""
+        """The endpoint answered a probe: count silence afresh, learn nothing. It was
+        set aside for a silence: a witness only once answering for a limit again."""
         self.last_answer = now
+        self.resumed = now
         self.owed_since = now if in_flight else None
 
     def released(self, in_flight: int) -> None:
@@ -187,10 +203,17 @@ def find_stalled(members: Sequence[Member], now: float, config: StallConfig) -> 
         if silent <= limit:
             continue
         since = now - limit
-        others_answered = any(
-            o is not m and not o.set_aside and o.silence.last_answer > since for o in members
+        # A witness answered within the limit and was answering all through it: an
+        # endpoint whose own long silence ended since (a fleet-wide pause ending one
+        # endpoint after another) answered after the suspect's silence, not during it.
+        witnessed = any(
+            o is not m
+            and not o.set_aside
+            and o.silence.last_answer > since
+            and o.silence.resumed <= since
+            for o in members
         )
-        if others_answered:
+        if witnessed:
             found.append((silent / limit, m.key))
     found.sort(reverse=True)  # the most overdue first
     return [key for _, key in found[:room]]
