@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -439,3 +441,26 @@ async def test_weights_from_endpoint_attributes_shape_round_robin(
         served = Counter([(await unary_call(stub)).served_by for _ in range(400)])
     assert served[heavy.instance_id] == 300
     assert served[light.instance_id] == 100
+
+
+async def test_channel_ready_that_times_out_says_how_long_it_waited() -> None:
+    # A live endpoint is added 0.6 s into the wait and turns ready (the picker
+    # changes, the wait starts over inside); a second endpoint never does: the
+    # error counts the whole wait, not the part after the last change.
+    async with running_server("127.0.0.1", WorkflowAgentServicer(AgentSettings())) as server:
+        live = Endpoint("127.0.0.1", server.port)
+        with socket.socket() as closed:  # a port nothing listens on
+            closed.bind(("127.0.0.1", 0))
+            dead = Endpoint("127.0.0.1", closed.getsockname()[1])
+        resolver = ManualResolver([dead])
+        async with _channel(resolver) as ch:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.6, resolver.update, [live, dead])
+            started = time.monotonic()
+            with pytest.raises(NoEndpointAvailable) as info:
+                await ch.channel_ready(timeout=1.5, min_ready=2)
+            waited = time.monotonic() - started
+            assert any(e.pickable for e in ch.endpoints())  # the picker did change
+    said = float(re.search(r"after (\d+\.\d+)s", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert abs(said - waited) < 0.2, (said, waited, str(info.value))
+    assert "fewer than 2 ready endpoints for test" in str(info.value)

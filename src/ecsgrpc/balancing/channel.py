@@ -366,9 +366,10 @@ class BalancedChannel(grpc.aio.Channel):  # type: ignore[misc]
         or (UNAVAILABLE) after ``connect_timeout`` when no timeout is given.
         """
         self._ensure_started()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        since = time.monotonic()
+        deadline = None if timeout is None else since + timeout
         while self._balancer.ready_count() < min_ready:
-            await self._router.wait_for_change(deadline)
+            await self._router.wait_for_change(deadline, since, min_ready)
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         """Wait until :meth:`get_state` differs from ``last_observed_state``."""

@@ -41,6 +41,12 @@ __all__ = ["Router"]
 
 _OK = grpc.StatusCode.OK
 _monotonic = time.monotonic
+
+
+def _wanting(wanted: int) -> str:
+    return "no ready endpoint" if wanted < 2 else f"fewer than {wanted} ready endpoints"
+
+
 # Durations wait in a batch (see BatchedHistogram) until a scrape, or until this many.
 _FOLD_AT = 4096
 # Calls are counted in a plain int and handed to the retry budget every this many
@@ -183,6 +189,7 @@ class Router:
         if self.closed:
             raise NoEndpointAvailable(grpc.StatusCode.UNAVAILABLE, "channel is closed")
         self._start()
+        since = time.monotonic()
         while True:
             sub = self.pick_now(tried)
             if sub is not None:
@@ -192,10 +199,15 @@ class Router:
                     grpc.StatusCode.UNAVAILABLE,
                     f"no ready endpoint for {self.target} ({self._describe()})",
                 )
-            await self.wait_for_change(deadline)
+            await self.wait_for_change(deadline, since)
 
-    async def wait_for_change(self, deadline: float | None) -> None:
-        """Wait until the picker changes; NoEndpointAvailable when time runs out."""
+    async def wait_for_change(
+        self, deadline: float | None, since: float | None = None, wanted: int = 1
+    ) -> None:
+        """Wait until the picker changes; NoEndpointAvailable when time runs out
+        (its message counts the wait from ``since``, time.monotonic(), when the
+        caller has been waiting longer than this call, and says ``wanted``
+        ready endpoints were waited for when more than one)."""
         now = time.monotonic()
         if deadline is None or (
             not self._balancer.endpoint_count() and deadline > now + self._connect_timeout
@@ -206,14 +218,14 @@ class Router:
             code = grpc.StatusCode.UNAVAILABLE
         else:
             code = grpc.StatusCode.DEADLINE_EXCEEDED
-        started = now
+        started = now if since is None else since
         balancer = self._balancer
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise NoEndpointAvailable(
                     code,
-                    f"no ready endpoint for {self.target} after "
+                    f"{_wanting(wanted)} for {self.target} after "
                     f"{time.monotonic() - started:.2f}s ({self._describe()})",
                 )
             before = balancer.picker
