@@ -46,10 +46,10 @@ served does not lower it either, and raises a limit below ``initial_limit``
 by ``sqrt(limit)``: load past capacity that goes away when refused gives about
 ``offered / served - 1`` refusals per served conversation (1 at twice the
 capacity), while clients that re-send a 503 at once, ignoring
-``Retry-After``, come back as fast as they are answered, many times per served
-conversation (8 to 20 per served one measured on this repository's 2-core
-machine with 1 to 8 of 12 such clients refused). Refusing those sheds nothing and costs the gateway's core, and
-the admitted conversations' latency (their own queue plus the refusal work)
+``Retry-After``, come back as fast as they are answered: 5 to 24 refusals
+per served conversation measured with 12 such clients on a 2-core machine.
+Refusing those sheds nothing and costs the gateway's core, and the admitted
+conversations' latency (their own queue plus the refusal work)
 would pin the gradient at its floor; held instead, they are served and
 nothing is refused, so the rule before keeps the limit. The price: open-loop
 load past about five times the capacity also raises the limit to
