@@ -1,19 +1,22 @@
 """Gateway goodput past saturation, two (or more) code variants interleaved.
 
 Three agents; then, for each round and each variant in turn (``--order``:
-``abba`` runs the variants forward then backward each round), a fresh
+``abba``, the default, runs A B B A in every round; ``alternate`` A B then
+B A in the next round; ``forward`` A B), a fresh
 ``ecsgrpc gateway`` process pinned to the first core (agents and this load
 generator on the others, as ``gateway_overload`` places them), and on it the
 ``gateway_overload`` bench's measurements, shortened: a warm-up, the closed
 loop of 12 clients that measures saturation ``S``, open loop at 1.5x and 2x
 ``S`` (``--seconds`` each), and the closed loop again after the steps (12
-clients that re-send a 503 at once). Per run: ``S``, goodput at 1.5x / 2x
-and its ratio to ``S``, 503s, the p99 of the 200s, how busy the gateway's core was (its CPU
-seconds per second), the closed loop after the steps and its 503s, and the
-load average. "per CPU" is goodput per busy core against ``S`` per busy core:
-on a shared machine the gateway's share of its core moves with the other
-processes, and this ratio says how well the CPU it got turned into served
-conversations (closed loop = 100 %). Then per variant the medians.
+clients that re-send a 503 at once). Per run: ``S``, goodput at 1.5x / 2x and
+its ratio to ``S``, 503s, the p99 of the 200s, how busy the gateway's core was
+(its CPU seconds per second), the closed loop after the steps and its 503s,
+the load average, and when each step began and ended on ``time.monotonic`` (to
+line up with anything the gateway logged). "per CPU" is goodput per busy core
+against ``S`` per busy core: on a shared machine the gateway's share of its
+core moves with the other processes, and this ratio says how well the CPU it
+got turned into served conversations (closed loop = 100 %). Then per variant
+the medians.
 
 With ``--trajectory`` the limiter's limit and working conversations are read
 from ``/metrics`` every 0.1 s during the 2x step (this costs the gateway's
@@ -187,9 +190,12 @@ async def main(args: argparse.Namespace) -> None:
         pin(os.getpid(), others)
         target = "static:///" + ",".join(spec.addresses)
         for rnd in range(args.rounds):
-            order = variants if args.order == "forward" or rnd % 2 == 0 else variants[::-1]
             if args.order == "abba":
                 order = variants + variants[::-1]
+            elif args.order == "alternate" and rnd % 2:
+                order = variants[::-1]
+            else:
+                order = variants
             for variant in order:
                 r = await _run(variant, target, core, args)
                 results.setdefault(variant.name, []).append(r)
