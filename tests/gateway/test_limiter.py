@@ -159,3 +159,75 @@ def test_after_a_stall_the_limit_comes_back_to_its_start_under_light_load() -> N
         for _ in range(2):
             limit.release(0.01)
     assert limit.limit == 32  # back to the start, not above it
+
+
+def cpu_bound(n: int) -> float:
+    """One core, 2 ms of it per conversation: latency is the number in flight."""
+    return 0.002 * n
+
+
+def overload(limit: AdaptiveLimit, clock: Clock, refused_per_admitted: float, windows: int) -> None:
+    """Open loop past capacity: the limit full, ``refused_per_admitted`` refusals per admission."""
+    for _ in range(windows):
+        admitted = 0
+        while limit.try_acquire():
+            admitted += 1
+        for _ in range(int(refused_per_admitted * admitted) - 1):
+            limit.refused()  # at the door: the refused ones do not come back
+        clock.now += 0.06
+        for _ in range(admitted):
+            limit.release(cpu_bound(admitted))
+
+
+def storm(limit: AdaptiveLimit, clock: Clock, clients: int, windows: int) -> list[int]:
+    """``clients`` that re-send a refused request at once (100 times a window); limits seen."""
+    seen = []
+    for _ in range(windows):
+        admitted = 0
+        while admitted < clients and limit.try_acquire():
+            admitted += 1
+        for _ in range(100 * (clients - admitted)):
+            limit.refused()
+        clock.now += 0.06
+        for _ in range(admitted):
+            limit.release(cpu_bound(admitted))
+        seen.append(limit.limit)
+    return seen
+
+
+def quiet_start(limit: AdaptiveLimit, clock: Clock) -> None:
+    for _ in range(20):
+        assert limit.try_acquire()
+        clock.now += 0.06
+        limit.release(cpu_bound(1))
+
+
+@pytest.mark.parametrize("refused_per_admitted", [0.5, 1.0, 3.0])
+def test_open_loop_overload_still_shrinks_the_limit(refused_per_admitted: float) -> None:
+    # At 1.5x, 2x and 4x of capacity (half a refusal, one, three per admission)
+    # the refused do not come back: the gradient sheds them as before.
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=256, initial_limit=32), clock=clock)
+    quiet_start(limit, clock)
+    overload(limit, clock, refused_per_admitted, windows=100)
+    assert limit.limit <= 8
+
+
+def test_clients_that_resend_at_once_after_overload_get_the_limit_back() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=256, initial_limit=32), clock=clock)
+    quiet_start(limit, clock)
+    overload(limit, clock, 1, windows=100)
+    assert limit.limit <= 8
+    # 12 clients that re-send a 503 at once: refusing them sheds nothing.
+    seen = storm(limit, clock, clients=12, windows=100)
+    assert min(seen[20:]) >= 12  # every one of them held, and kept
+    assert limit.limit <= 32  # not above the start
+
+
+def test_more_clients_than_the_start_are_held_at_the_start() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=256, initial_limit=32), clock=clock)
+    quiet_start(limit, clock)
+    overload(limit, clock, 1, windows=100)
+    assert storm(limit, clock, clients=100, windows=100)[-1] == 32

@@ -150,6 +150,7 @@ class Front:
 
     def refuse(self) -> bytes:
         """Count a refusal at the door; the raw 503 ``overloaded`` answer (kept-alive)."""
+        self.limiter.refused()
         self._refused_concurrency.inc()
         self._count(503, time.perf_counter())
         return _OVERLOADED_HTTP
