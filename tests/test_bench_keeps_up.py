@@ -19,6 +19,7 @@ import pytest
 from ecsgrpc_apps.bench.faults import Loads, note_overload
 from ecsgrpc_apps.bench.load import Call, PacedLoad
 from ecsgrpc_apps.bench.results import ScenarioResult
+from ecsgrpc_apps.bench.slow import note_slow_task_overload
 
 
 class InstantClient:
@@ -107,3 +108,27 @@ def test_a_streams_only_run_whose_streams_queued_says_so() -> None:
     assert note_overload(result, _loads(0.0), {"instant": _calls(7.5, kind="stream")})
     assert "the median stream call took 7500 ms" in result.notes[0]
     assert result.params["unary_p50_ms"] is None
+
+
+def _served(latency: float, n: int, served_by: str, first: int = 0) -> list[Call]:
+    return [
+        Call("stream", start=float(i), end=float(i) + latency, served_by=served_by)
+        for i in range(first, first + n)
+    ]
+
+
+def test_slow_task_judges_the_machine_on_its_fast_agents_streams_only() -> None:
+    # A quiet run: the slow agent's streams take ~1.95 s by design and, with the
+    # pinned clients sending it every call, are over half of all streams; the
+    # fast agents' take 0.12 s. The pooled median (a slow stream) is no sign.
+    pinned = _served(1.95, 40, "slow")
+    balanced = _served(1.95, 12, "slow") + _served(0.12, 28, "fast", first=12)
+    quiet = {"raw": pinned, "seed": pinned, "rr": balanced}
+    result = ScenarioResult("slow_task", "t", ())
+    assert not note_slow_task_overload(result, _loads(0.0), quiet, "slow")
+    assert result.notes == []
+    assert result.params["stream_p50_ms"] == 120.0
+    # The same mix on a starved machine: the fast agents' streams queued to 1.2 s.
+    starved = {"raw": pinned, "rr": _served(1.95, 12, "slow") + _served(1.2, 28, "fast")}
+    assert note_slow_task_overload(result, _loads(0.0), starved, "slow")
+    assert "the median stream call to a fast agent took 1200 ms" in result.notes[0]

@@ -25,7 +25,7 @@ LATE_LIMIT_SECONDS = 0.5
 # DescribeAgent takes about 1 ms on an idle machine; a median this slow means queues.
 SLOW_UNARY_MS = 250.0
 # A stream of 20 events 5 ms apart takes about 0.1 s on an idle machine (2 s on
-# slow_task's slow agent, whose streams are a third or less of the pooled calls).
+# slow_task's slow agent: that scenario judges its fast agents' streams only).
 SLOW_STREAM_MS = 1000.0
 
 
@@ -83,6 +83,8 @@ def note_overload(
     loads: Loads,
     calls: Mapping[str, Sequence[Call]],
     case: str = "",
+    *,
+    calls_of: str = "",
 ) -> bool:
     """Record whether the machine kept up with the load; add a note and return True if not.
 
@@ -92,8 +94,9 @@ def note_overload(
     deadline, for every contender alike: such a run measures the machine, not
     the clients. Signs: calls started late (``load_start_late_max_s``), or a
     slow median unary call or stream (``unary_p50_ms``, ``stream_p50_ms``:
-    every contender's successful calls pooled). With ``case`` (a scenario of
-    several runs), the params and note name it.
+    every contender's successful calls in ``calls`` pooled). With ``case`` (a
+    scenario of several runs), the params and note name it. ``calls_of`` says
+    in the note which calls ``calls`` holds when not all (" to a fast agent").
     """
     late = max((load.max_late for load in loads.loads.values()), default=0.0)
     prefix = f"{case}_" if case else ""
@@ -109,7 +112,9 @@ def note_overload(
         p50 = percentile(latencies, 0.5) * 1000 if latencies else None
         result.params[f"{prefix}{kind}_p50_ms"] = None if p50 is None else round(p50, 2)
         if p50 is not None and p50 > limit:
-            signs.append(f"the median {kind} call took {p50:.0f} ms (about {idle} when idle)")
+            signs.append(
+                f"the median {kind} call{calls_of} took {p50:.0f} ms (about {idle} when idle)"
+            )
     if not signs:
         return False
     where = f" in case {case}" if case else ""
