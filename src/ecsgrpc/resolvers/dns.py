@@ -7,19 +7,24 @@ the TTL). Names in the hosts file answer first, as with grpc (see
 :mod:`ecsgrpc.resolvers.hosts`). An answer without records is a real, empty answer (re-asked after
 ``negative_ttl``); NXDOMAIN, SERVFAIL, timeouts and network errors are errors,
 so the watch keeps the last-known-good set and backs off.
+
+dnspython loads with the first resolution (the channel's first use), not at
+``connect()``: building the resolver imports nothing but this module.
 """
 
 from __future__ import annotations
 
-import dns.asyncresolver
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
 from ecsgrpc.endpoints import Endpoint, EndpointSet
-from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
 from ecsgrpc.resolvers.hosts import HostsFile
 from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver, dedupe
 from ecsgrpc.targets import DnsSpec
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["DnsResolver"]
 
@@ -46,6 +51,8 @@ class DnsResolver(PollingResolver):
             if pinned:
                 pinned_endpoints = [Endpoint(a, self._spec.port) for a in pinned]
                 return EndpointSet.of(pinned_endpoints, source=self.name)
+        from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
+
         if self._dns is None:
             self._dns = await make_dns_resolver(self._spec.nameserver)
         answer = await lookup_addresses(self._dns, self._spec.name, lifetime=self._options.timeout)
