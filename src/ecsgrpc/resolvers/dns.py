@@ -8,12 +8,15 @@ the TTL). Names in the hosts file answer first, as with grpc (see
 ``negative_ttl``); NXDOMAIN, SERVFAIL, timeouts and network errors are errors,
 so the watch keeps the last-known-good set and backs off.
 
-dnspython loads with the first resolution (the channel's first use), not at
-``connect()``: building the resolver imports nothing but this module.
+dnspython loads with the first resolution that asks DNS (the channel's first
+use), in a worker thread, not at ``connect()``: building the resolver imports
+nothing but this module and the hosts-file reader.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from typing import TYPE_CHECKING
 
 from ecsgrpc.endpoints import Endpoint, EndpointSet
@@ -51,6 +54,9 @@ class DnsResolver(PollingResolver):
             if pinned:
                 pinned_endpoints = [Endpoint(a, self._spec.port) for a in pinned]
                 return EndpointSet.of(pinned_endpoints, source=self.name)
+        if self._dns is None:
+            # dnspython (about 0.1 s of CPU to import) loads once, off the event loop.
+            await asyncio.to_thread(importlib.import_module, "ecsgrpc.resolvers.dnsquery")
         from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
 
         if self._dns is None:
