@@ -27,6 +27,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,7 @@ class Box:
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
         self.name = name
+        self.timings: list[tuple[str, float]] = []  # (command, seconds), for the report
 
     def sh(
         self, script: str, *, user: str | None = None, timeout: float = 600
@@ -114,9 +116,12 @@ class Box:
         args = ["exec", "--workdir", TREE]
         if user is not None:
             args += ["--user", user]
-        return self.engine.docker(
+        started = time.monotonic()
+        result = self.engine.docker(
             *args, self.name, "bash", "-c", script, check=False, timeout=timeout
         )
+        self.timings.append((script[:60], time.monotonic() - started))
+        return result
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +198,8 @@ def test_make_test_installs_its_system_packages_on_a_machine_without_them(box: B
     assert tests.returncode == 0, _show(tests)
     assert " passed" in tests.stdout and "skipped" not in tests.stdout, _show(tests)
     print(first.stderr.strip(), tests.stdout.strip().splitlines()[-1], sep="\n")
+    for command, seconds in box.timings:
+        print(f"{seconds:7.1f} s  {command}")
 
 
 def test_the_tree_copy_leaves_out_what_git_ignores(tmp_path: Path) -> None:
