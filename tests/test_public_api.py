@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 import ecsgrpc
 
@@ -137,9 +140,122 @@ def test_connect_on_a_static_target_loads_no_extra_and_no_dns() -> None:
     assert "LOADED []" in out, out
 
 
-def test_connect_on_a_dns_target_loads_dnspython_but_no_extra() -> None:
-    out = _loaded("dns:///localhost:1", (*HEAVY, "ecsgrpc.resolvers.cloudmap"))
+def test_connect_on_a_dns_target_loads_no_extra_and_no_dnspython_yet() -> None:
+    """dnspython and prometheus-client load with the first resolution, not at connect()."""
+    out = _loaded(
+        "dns:///localhost:1", (*HEAVY, "dns", "prometheus_client", "ecsgrpc.resolvers.cloudmap")
+    )
     assert "LOADED []" in out, out
+
+
+MODULES_CHECK = """
+import json, sys
+before = set(sys.modules)
+{code}
+print("MODULES", json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def _modules_loaded(code: str) -> set[str]:
+    """Modules a fresh interpreter loads for ``code`` beyond what ``import grpc`` loads."""
+
+    def run(snippet: str) -> set[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", MODULES_CHECK.format(code=snippet)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return set(json.loads(result.stdout.split("MODULES ", 1)[1]))
+
+    return run(code) - run("import grpc")
+
+
+# What `import ecsgrpc; connect(target)` may load beyond `import grpc` (a new
+# eager import fails here: load it at first use, or add it with its cost in
+# docs/benchmarks.md). The balancer, router, call objects, metrics
+# (prometheus-client), OpenTelemetry and dnspython load with the first call.
+CONNECT_STATIC_MODULES = {
+    "ecsgrpc",
+    "ecsgrpc.balancing",
+    "ecsgrpc.balancing.channel",
+    "ecsgrpc.balancing.picker",
+    "ecsgrpc.defaults",
+    "ecsgrpc.endpoints",
+    "ecsgrpc.errors",
+    "ecsgrpc.resolvers",
+    "ecsgrpc.resolvers.base",
+    "ecsgrpc.resolvers.options",
+    "ecsgrpc.resolvers.polling",
+    "ecsgrpc.resolvers.registry",
+    "ecsgrpc.resolvers.static",
+    "ecsgrpc.targets",
+    "ecsgrpc.targets_util",
+    "ecsgrpc.telemetry",
+}
+CONNECT_DNS_MODULES = CONNECT_STATIC_MODULES - {"ecsgrpc.resolvers.static"} | {
+    "ecsgrpc.resolvers.dns",
+    "ecsgrpc.resolvers.hosts",
+}
+# Standard-library modules (public names) they may add to what grpc loads.
+CONNECT_STDLIB = {"bisect", "copy", "dataclasses", "ipaddress", "random", "urllib", "urllib.parse"}
+
+
+def _third_party(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names}
+
+
+def _public_stdlib(modules: set[str]) -> set[str]:
+    return {
+        m
+        for m in modules - _third_party(modules)
+        if not any(part.startswith("_") for part in m.split("."))
+        and not m.startswith(("encodings.", "org."))  # codecs; dataclasses probes for Jython
+        and m != "org"
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("static:///127.0.0.1:1", CONNECT_STATIC_MODULES),
+        ("dns:///localhost:1", CONNECT_DNS_MODULES),
+    ],
+    ids=["static", "dns"],
+)
+def test_connect_loads_exactly_these_modules_beyond_grpc(target: str, expected: set[str]) -> None:
+    loaded = _modules_loaded(f"import ecsgrpc\necsgrpc.connect({target!r})")
+    assert _third_party(loaded) == expected, sorted(_third_party(loaded) ^ expected)
+    assert _public_stdlib(loaded) <= CONNECT_STDLIB, sorted(_public_stdlib(loaded) - CONNECT_STDLIB)
+
+
+# `ecsgrpc probe` (every 30 s in every task): grpc, the health stubs (protobuf)
+# and the CLI's own modules; no resolver, balancer, server stack or metrics.
+PROBE_MODULES = {
+    "ecsgrpc",
+    "ecsgrpc.cli",
+    "ecsgrpc.cli.base",
+    "ecsgrpc.cli.probe",
+    "ecsgrpc.errors",
+    "ecsgrpc.security",
+    "ecsgrpc.security.client_tls",
+    "ecsgrpc.security.diagnose",
+    "ecsgrpc.security.pem",
+    "ecsgrpc.server",
+    "ecsgrpc.server.probe",
+    "ecsgrpc.targets_util",
+}
+
+
+def test_the_probe_loads_only_grpc_the_health_stubs_and_its_own_modules() -> None:
+    loaded = _modules_loaded(
+        "from ecsgrpc.cli import main\nmain(['probe', '127.0.0.1:1', '--timeout', '0.05'])"
+    )
+    ours = {m for m in loaded if m.split(".")[0] == "ecsgrpc"}
+    assert ours == PROBE_MODULES, sorted(ours ^ PROBE_MODULES)
+    others = {m.split(".")[0] for m in _third_party(loaded) - ours}
+    assert others <= {"google", "grpc", "grpc_health"}, sorted(others)
 
 
 # Import name -> the distribution that provides it, for the declared-imports check.

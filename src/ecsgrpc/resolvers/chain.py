@@ -12,13 +12,15 @@ watch keeps its last-known-good snapshot as with any resolver.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
 from ecsgrpc.endpoints import EndpointSet
 from ecsgrpc.errors import ResolutionError
 from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["ChainResolver"]
 

@@ -7,19 +7,27 @@ the TTL). Names in the hosts file answer first, as with grpc (see
 :mod:`ecsgrpc.resolvers.hosts`). An answer without records is a real, empty answer (re-asked after
 ``negative_ttl``); NXDOMAIN, SERVFAIL, timeouts and network errors are errors,
 so the watch keeps the last-known-good set and backs off.
+
+dnspython loads with the first resolution that asks DNS (the channel's first
+use), in a worker thread, not at ``connect()``: building the resolver imports
+nothing but this module and the hosts-file reader.
 """
 
 from __future__ import annotations
 
-import dns.asyncresolver
-from prometheus_client import CollectorRegistry
+import asyncio
+import importlib
+from typing import TYPE_CHECKING
 
 from ecsgrpc.endpoints import Endpoint, EndpointSet
-from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
 from ecsgrpc.resolvers.hosts import HostsFile
 from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver, dedupe
 from ecsgrpc.targets import DnsSpec
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["DnsResolver"]
 
@@ -46,6 +54,11 @@ class DnsResolver(PollingResolver):
             if pinned:
                 pinned_endpoints = [Endpoint(a, self._spec.port) for a in pinned]
                 return EndpointSet.of(pinned_endpoints, source=self.name)
+        if self._dns is None:
+            # dnspython (about 0.1 s of CPU to import) loads once, off the event loop.
+            await asyncio.to_thread(importlib.import_module, "ecsgrpc.resolvers.dnsquery")
+        from ecsgrpc.resolvers.dnsquery import lookup_addresses, make_dns_resolver
+
         if self._dns is None:
             self._dns = await make_dns_resolver(self._spec.nameserver)
         answer = await lookup_addresses(self._dns, self._spec.name, lifetime=self._options.timeout)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import dns.asyncresolver
-from prometheus_client import CollectorRegistry
 
 from ecsgrpc.endpoints import ATTR_WEIGHT, Endpoint, EndpointSet
 from ecsgrpc.resolvers.dnsquery import (
@@ -28,6 +28,9 @@ from ecsgrpc.resolvers.dnsquery import (
 from ecsgrpc.resolvers.options import ResolverOptions
 from ecsgrpc.resolvers.polling import PollingResolver, Skip, dedupe
 from ecsgrpc.targets import SrvSpec
+
+if TYPE_CHECKING:  # prometheus-client loads with the first resolution (polling.py)
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["SrvRecord", "SrvResolver", "endpoints_from_srv"]
 
