@@ -24,10 +24,11 @@ B = Endpoint("127.0.0.3", 50051)
 class Scripted(PollingResolver):
     """A resolver whose answers come from a script: endpoint lists or exceptions."""
 
-    def __init__(self, script: list[object], *, poll: float = 0.01, **kw: object) -> None:
-        options = ResolverOptions(
-            poll=poll, backoff=Backoff(initial=0.01, maximum=0.05, jitter=0.2), rng=random.Random(1)
-        )
+    def __init__(
+        self, script: list[object], *, poll: float = 0.01, scale: float = 1.0, **kw: object
+    ) -> None:
+        backoff = Backoff(initial=0.01 * scale, maximum=0.05 * scale, jitter=0.2)
+        options = ResolverOptions(poll=poll, backoff=backoff, rng=random.Random(1))
         super().__init__("scripted", "scripted://x", options=options, **kw)  # type: ignore[arg-type]
         self.script = deque(script)
         self.calls: list[float] = []
@@ -69,13 +70,17 @@ async def test_watch_yields_only_changes_and_keeps_last_known_good() -> None:
 
 async def test_errors_back_off_exponentially_with_jitter() -> None:
     boom = ResolutionError("down")
-    resolver = Scripted([boom, boom, boom, boom, [A]], poll=10)
+    # Delays of 0.1 s and up, so that a loaded machine's scheduling delay
+    # (tens of ms) cannot be taken for a longer backoff: the slack allowed
+    # (0.12 s) stays under what the next doubling past the cap would add.
+    resolver = Scripted([boom, boom, boom, boom, [A]], poll=10, scale=10)
     async with watching(resolver) as watcher:
-        await watcher.wait_for(lambda s: len(s) == 1, 5)
+        await watcher.wait_for(lambda s: len(s) == 1, 10)
     gaps = [b - a for a, b in zip(resolver.calls, resolver.calls[1:])]
-    # initial 0.01 doubling: ~0.01, 0.02, 0.04, then capped at 0.05, each up to 20 % shorter.
-    for gap, base in zip(gaps, [0.01, 0.02, 0.04, 0.05]):
-        assert base * 0.8 - 0.002 <= gap <= base + 0.05, gaps
+    # initial 0.1 doubling: ~0.1, 0.2, 0.4, then capped at 0.5 (not 0.8), each up to 20 % shorter.
+    for gap, base in zip(gaps, [0.1, 0.2, 0.4, 0.5], strict=True):
+        assert base * 0.8 - 0.002 <= gap <= base + 0.12, gaps
+    assert gaps[3] < 0.8 * 0.8  # capped: the uncapped delay would be 0.8 less 20 % at most
     assert gaps[2] > gaps[0]
 
 
