@@ -6,8 +6,9 @@ in-flight ones finish, then the connection closes). Every subchannel change
 rebuilds the picker whole and wakes calls waiting for an endpoint. Outcomes
 come back through :meth:`Balancer.done` (and stream messages through
 :meth:`Balancer.answered`), which feed outlier detection and silence
-detection (``stall.py``): a check every ``check_interval_seconds`` sets aside
-endpoints that stay silent while others answer, and probes them back.
+detection (``stall.py``; an answer is only counted there): a check every
+``check_interval_seconds`` stamps the counts, sets aside endpoints that stay
+silent while others answer, and probes them back.
 """
 
 from __future__ import annotations

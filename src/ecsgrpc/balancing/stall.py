@@ -12,6 +12,15 @@ module turns that into a decision, free of I/O (the balancer does the I/O):
   connection error), when it last *answered* (a response message or a status
   the server sent), and how long its silences usually last while it owes
   something (an EWMA that rises fast and decays slowly).
+* The call path only counts: an answer adds 1 to :attr:`Silence.answers`
+  (no clock read per call or per message). The balancer's check, every
+  ``check_interval_seconds`` (0.1 s), calls :meth:`Silence.check` for every
+  endpoint: it stamps the answers counted since the previous check with the
+  check's time and notes calls in flight as owed from then (calls that start
+  and end between two checks owe nothing). Silence is therefore measured to
+  one check interval, always in the endpoint's favour (answers are stamped
+  late, never early): against the 1 s floor a frozen endpoint is set aside
+  at most one interval later than if every answer read the clock.
 * :func:`find_stalled` names the endpoints whose current silence is longer
   than ``max(min_silence_seconds, silence_multiple x usual)`` **while another
   endpoint answered throughout that time** (failure accrual relative to the
@@ -43,16 +52,24 @@ next retransmission, which backs off exponentially (on Linux, ~10 s after a
 Why these defaults (docs/architecture.md, "Silent failures"):
 
 * ``min_silence_seconds = 1.0``: the goal is no new call to a silent task
-  later than 2 s after it goes silent; 1 s of silence plus a check every
-  0.1 s leaves room for a loaded client's event loop. Ordinary calls on a
+  later than 2 s after it goes silent; 1 s of silence, up to 0.1 s of
+  stamping its last answer late and a check every 0.1 s (set aside 1.0-1.2 s
+  after its last answer) leave room for a loaded client's event loop. Ordinary calls on a
   healthy task answer in milliseconds, and a 20x slower task (100 ms between
   stream events) stays far below it.
 * ``silence_multiple = 10``: an endpoint whose usual silences are long
   (streams with long pauses, slow methods) is judged by its own history, so
   a task that is merely slow is never set aside; 10x its usual is well past
-  a normal tail. The usual silence learns slowly and counts a gap only up to
-  the floor (or what an excused stall taught it), so a loaded client's own
-  event-loop stall, which makes every endpoint look silent, barely moves it.
+  a normal tail. The usual silence learns slowly (once per check that
+  counted answers), counts a gap only up to the floor (or what an excused
+  stall taught it) and only as far as it is certain: from the start of the
+  silence to the check before the one that counted its end. Steady traffic
+  (answers at every check) and calls shorter than a check teach no silence,
+  and a loaded client's own event-loop stall, which makes every endpoint look
+  silent and delays the checks too, teaches none either. The price: a slow
+  endpoint's gaps are learned one check (0.1 s) short, so its limit is up to
+  ``silence_multiple x 0.1 s`` (1 s) lower than 10x its gaps; a false stall
+  of such an endpoint is excused at its first probe (below).
 * A false stall costs little: the endpoint is set aside only until it answers
   one probe (a few milliseconds when it is alive), and no call is cancelled.
 """
