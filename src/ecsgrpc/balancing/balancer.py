@@ -244,8 +244,12 @@ class Balancer:
         subs = self._subchannels
         owed = stalled = False
         for sub in subs.values():
-            sub.silence.check(now, sub.in_flight)  # answers counted since the last check
-            owed = owed or sub.silence.owed_since is not None
+            silence = sub.silence
+            if silence.answers or sub.in_flight:  # answers counted since the last check
+                silence.check(now, sub.in_flight)
+            else:  # silence.check(now, 0) when nothing happened (the idle endpoint)
+                silence.checked = now
+            owed = owed or silence.owed_since is not None
             stalled = stalled or sub.stalled
         for sub in self._draining.values():  # kept true in case discovery lists it again
             sub.silence.check(now, sub.in_flight)
