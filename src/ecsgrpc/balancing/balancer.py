@@ -6,8 +6,9 @@ in-flight ones finish, then the connection closes). Every subchannel change
 rebuilds the picker whole and wakes calls waiting for an endpoint. Outcomes
 come back through :meth:`Balancer.done` (and stream messages through
 :meth:`Balancer.answered`), which feed outlier detection and silence
-detection (``stall.py``): a check every ``check_interval_seconds`` sets aside
-endpoints that stay silent while others answer, and probes them back.
+detection (``stall.py``; an answer is only counted there): a check every
+``check_interval_seconds`` stamps the counts, sets aside endpoints that stay
+silent while others answer, and probes them back.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import grpc
 from ecsgrpc.balancing import ticker
 from ecsgrpc.balancing.outlier import OutlierDetector
 from ecsgrpc.balancing.picker import Picker, ZonePolicy, build_picker
-from ecsgrpc.balancing.stall import DECAY, RISE, Member, StallConfig, find_stalled
+from ecsgrpc.balancing.stall import Member, StallConfig, find_stalled
 from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.balancing.subchannel import ChannelFactory, Connectivity, Subchannel
 from ecsgrpc.balancing.ticker import Tick
@@ -196,25 +197,11 @@ class Balancer:
 
     # Outcome side (every attempt reports here exactly once).
     def done(self, sub: Subchannel, code: grpc.StatusCode, now: float | None = None) -> None:
-        """An attempt on ``sub`` ended with ``code`` (at ``now``, time.monotonic(),
-        when the caller has read the clock already)."""
+        """An attempt on ``sub`` ended with ``code`` (``now``: unused, kept for callers
+        that pass the time they read)."""
         in_flight = sub.in_flight = sub.in_flight - 1
         if code is _OK:  # the common case, without hashing an Enum (Python code)
-            # sub.silence.answered(now, in_flight), inlined: this runs for every call.
-            if now is None:
-                now = time.monotonic()
-            silence = sub.silence
-            start = silence.owed_since
-            if start is not None:
-                last = silence.last_answer
-                gap = now - (start if start > last else last)
-                if gap > silence.cap:  # a long silence ends (min() is a call)
-                    gap = silence.cap
-                    silence.resumed = now
-                usual = silence.usual
-                silence.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
-            silence.last_answer = now
-            silence.owed_since = now if in_flight else None
+            sub.silence.answers += 1  # counted; the periodic check stamps it (stall.py)
             if sub.stalled:
                 sub.set_stalled(False)
             if sub.key in self._outlier.failing:
@@ -223,11 +210,11 @@ class Balancer:
                 self._close_if_idle(sub)
             return
         if code in _NO_ANSWER:
-            sub.silence.unanswered(time.monotonic())
+            sub.silence.unanswered(time.monotonic(), in_flight)
         elif code is grpc.StatusCode.CANCELLED:
-            sub.silence.released(sub.in_flight)
+            sub.silence.released(in_flight)
         else:
-            sub.silence.answered(time.monotonic(), sub.in_flight)
+            sub.silence.answers += 1
             if sub.stalled:  # proof of life: back in the picker at once
                 sub.set_stalled(False)
         if code in _ENDPOINT_FAILURES:
@@ -243,7 +230,7 @@ class Balancer:
 
     def answered(self, sub: Subchannel) -> None:
         """A response message arrived from ``sub`` (a stream making progress)."""
-        sub.silence.answered(time.monotonic(), sub.in_flight)
+        sub.silence.answers += 1
         if sub.stalled:
             sub.set_stalled(False)
 
@@ -257,10 +244,15 @@ class Balancer:
         subs = self._subchannels
         owed = stalled = False
         for sub in subs.values():
-            if sub.in_flight:
-                sub.silence.owing(now)
-            owed = owed or sub.silence.owed_since is not None
+            silence = sub.silence
+            if silence.answers or sub.in_flight:  # answers counted since the last check
+                silence.check(now, sub.in_flight)
+            else:  # silence.check(now, 0) when nothing happened (the idle endpoint)
+                silence.checked = now
+            owed = owed or silence.owed_since is not None
             stalled = stalled or sub.stalled
+        for sub in self._draining.values():  # kept true in case discovery lists it again
+            sub.silence.check(now, sub.in_flight)
         if stalled:  # stalled, drained, then listed again: probe it again
             for sub in subs.values():
                 if sub.stalled and sub.key not in self._probes:

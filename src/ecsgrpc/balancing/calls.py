@@ -52,7 +52,6 @@ from ecsgrpc.balancing.attempts import (
     Attempt,
     CallAttempts,
 )
-from ecsgrpc.balancing.stall import DECAY, RISE
 
 __all__ = [
     "REPLAY_BUFFER_BYTES",
@@ -295,12 +294,12 @@ class _BalancedCall(CallAttempts):
             self._commit()
             self._received += 1
             sub = att.sub  # progress, for silence detection (Balancer.answered, inlined)
-            sub.silence.answered(_monotonic(), sub.in_flight)
+            sub.silence.answers += 1
             if sub.stalled:
                 sub.set_stalled(False)
             return message
 
-    async def _messages(self) -> AsyncIterator[Any]:  # noqa: PLR0915 (inlined: per message)
+    async def _messages(self) -> AsyncIterator[Any]:
         # The common case (one attempt, no retry in progress) reads the attempt
         # with grpc.aio's own per-message read, the one under its async iterator
         # (``_read``, then ``_raise_for_status`` at the end, as that iterator
@@ -334,20 +333,9 @@ class _BalancedCall(CallAttempts):
                         self._committed = True  # self._commit(), inlined
                         self._buffer = None
                     self._received += 1
-                    # Progress, for silence detection: Balancer.answered and
-                    # Silence.answered, inlined (this runs for every message).
-                    now = _monotonic()
-                    start = silence.owed_since
-                    if start is not None:
-                        last = silence.last_answer
-                        gap = now - (start if start > last else last)
-                        if gap > silence.cap:  # a long silence ends (min() is a call)
-                            gap = silence.cap
-                            silence.resumed = now
-                        usual = silence.usual
-                        silence.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
-                    silence.last_answer = now
-                    silence.owed_since = now if sub.in_flight else None
+                    # Progress, for silence detection: Balancer.answered, inlined
+                    # (a count; the balancer's periodic check stamps it, stall.py).
+                    silence.answers += 1
                     if sub.stalled:
                         sub.set_stalled(False)
                     yield message

@@ -287,7 +287,7 @@ class Router:
         attempt, on ``sub``: :meth:`done` and :meth:`call_finished` in one call,
         with one clock read (a unary call's per-call path)."""
         now = _monotonic()
-        self.done(sub, _OK, now)
+        self.done(sub, _OK)
         self.in_flight -= 1
         try:
             batch = self._ok_durations[method]

@@ -12,6 +12,15 @@ module turns that into a decision, free of I/O (the balancer does the I/O):
   connection error), when it last *answered* (a response message or a status
   the server sent), and how long its silences usually last while it owes
   something (an EWMA that rises fast and decays slowly).
+* The call path only counts: an answer adds 1 to :attr:`Silence.answers`
+  (no clock read per call or per message). The balancer's check, every
+  ``check_interval_seconds`` (0.1 s), calls :meth:`Silence.check` for every
+  endpoint: it stamps the answers counted since the previous check with the
+  check's time and notes calls in flight as owed from then (calls that start
+  and end between two checks owe nothing). Silence is therefore measured to
+  one check interval, always in the endpoint's favour (answers are stamped
+  late, never early): against the 1 s floor a frozen endpoint is set aside
+  at most one interval later than if every answer read the clock.
 * :func:`find_stalled` names the endpoints whose current silence is longer
   than ``max(min_silence_seconds, silence_multiple x usual)`` **while another
   endpoint answered throughout that time** (failure accrual relative to the
@@ -43,16 +52,24 @@ next retransmission, which backs off exponentially (on Linux, ~10 s after a
 Why these defaults (docs/architecture.md, "Silent failures"):
 
 * ``min_silence_seconds = 1.0``: the goal is no new call to a silent task
-  later than 2 s after it goes silent; 1 s of silence plus a check every
-  0.1 s leaves room for a loaded client's event loop. Ordinary calls on a
+  later than 2 s after it goes silent; 1 s of silence, up to 0.1 s of
+  stamping its last answer late and a check every 0.1 s (set aside 1.0-1.2 s
+  after its last answer) leave room for a loaded client's event loop. Ordinary calls on a
   healthy task answer in milliseconds, and a 20x slower task (100 ms between
   stream events) stays far below it.
 * ``silence_multiple = 10``: an endpoint whose usual silences are long
   (streams with long pauses, slow methods) is judged by its own history, so
   a task that is merely slow is never set aside; 10x its usual is well past
-  a normal tail. The usual silence learns slowly and counts a gap only up to
-  the floor (or what an excused stall taught it), so a loaded client's own
-  event-loop stall, which makes every endpoint look silent, barely moves it.
+  a normal tail. The usual silence learns slowly (once per check that
+  counted answers), counts a gap only up to the floor (or what an excused
+  stall taught it) and only as far as it is certain: from the start of the
+  silence to the check before the one that counted its end. Steady traffic
+  (answers at every check) and calls shorter than a check teach no silence,
+  and a loaded client's own event-loop stall, which makes every endpoint look
+  silent and delays the checks too, teaches none either. The price: a slow
+  endpoint's gaps are learned one check (0.1 s) short, so its limit is up to
+  ``silence_multiple x 0.1 s`` (1 s) lower than 10x its gaps; a false stall
+  of such an endpoint is excused at its first probe (below).
 * A false stall costs little: the endpoint is set aside only until it answers
   one probe (a few milliseconds when it is alive), and no call is cancelled.
 """
@@ -95,54 +112,77 @@ class StallConfig:
 
 
 # The usual silence moves 5 % of the way toward a longer gap and 2 % toward a
-# shorter one per answer, and a gap counts at most up to the floor: a loaded
-# client's event-loop stall (every endpoint looks silent for a moment) must
-# not lift the limit, so one 1 s hiccup moves it by at most 0.05 s. Gaps
-# longer than the limit are learned through :meth:`Silence.excuse` instead
-# (the endpoint was set aside, answered its probe at once, so it is slow).
+# shorter one per check that counted answers, and a gap counts at most up to
+# the floor: a loaded client's event-loop stall (every endpoint looks silent
+# for a moment) must not lift the limit, so one 1 s hiccup moves it by at most
+# 0.05 s. Gaps longer than the limit are learned through :meth:`Silence.excuse`
+# instead (the endpoint was set aside, answered its probe at once, so it is slow).
 RISE = 0.05
 DECAY = 0.02
 
 
 class Silence:
-    """One endpoint's answer bookkeeping. Plain attributes: the call path writes them."""
+    """One endpoint's answer bookkeeping.
 
-    __slots__ = ("cap", "last_answer", "owed_since", "resumed", "usual")
+    The call path only counts: each answer (a response message, a status of the
+    server's own) adds 1 to :attr:`answers`, no clock read. The balancer's
+    periodic check calls :meth:`check`, which turns the count into times (the
+    answers are stamped with the check's time) and notes calls in flight as owed.
+    """
+
+    __slots__ = ("answers", "cap", "checked", "last_answer", "owed_since", "resumed", "usual")
 
     def __init__(self, cap: float = 1.0) -> None:
+        self.answers = 0  # answers since the last check (the call path's one write)
         self.owed_since: float | None = None  # start of the current unanswered demand
         self.last_answer = 0.0
+        self.checked = float("-inf")  # the last check (answers counted now came after it)
         self.usual = 0.0
         self.cap = cap  # the longest gap counted (the limit's floor)
-        # The answer that ended its last silence longer than ``cap`` (or a probe's):
-        # no witness for anything before it. -inf: never silent that long.
+        # The check that counted the answer ending its last silence longer than
+        # ``cap`` (or a probe's answer): no witness for anything before it.
+        # -inf: never silent that long.
         self.resumed = float("-inf")
 
-    def owing(self, now: float) -> None:
-        """Calls are in flight: the endpoint owes an answer from now (if not already)."""
-        if self.owed_since is None:
+    def check(self, now: float, in_flight: int) -> None:
+        """A periodic check at ``now`` with ``in_flight`` calls on the endpoint.
+
+        Answers counted since the last check are taken as given at ``now`` (late by
+        at most one check interval: a silence is measured to that granularity). The
+        gap they end counts toward the usual silence only as far as it is certain:
+        from the start of the silence to the previous check, which saw no answer
+        yet. Answers at two checks in a row (steady traffic) are no silence, and a
+        client stall between two checks (every endpoint looks silent) teaches
+        nothing. A silence longer than ``cap`` at most (the gap up to ``now``) marks
+        :attr:`resumed`: that errs toward fewer witnesses, never toward more.
+        Calls in flight with nothing owed yet are owed from ``now``.
+        """
+        if self.answers:
+            self.answers = 0
+            start = self.owed_since
+            if start is not None:
+                last = self.last_answer
+                begun = start if start > last else last
+                if now - begun > self.cap:
+                    self.resumed = now  # a long silence ends
+                gap = self.checked - begun  # the silence known for certain
+                if gap < 0.0:
+                    gap = 0.0
+                elif gap > self.cap:
+                    gap = self.cap
+                usual = self.usual
+                self.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
+            self.last_answer = now
+            self.owed_since = now if in_flight else None
+        elif in_flight and self.owed_since is None:
             self.owed_since = now
+        self.checked = now
 
-    def answered(self, now: float, in_flight: int) -> None:
-        """The endpoint sent something (a message, a status of its own).
-
-        Inlined, line for line, where it runs per call or per message
-        (``Balancer.done``'s OK path, a stream's message paths in ``calls.py``):
-        keep those in step with this."""
-        start = self.owed_since
-        if start is not None:  # on every response message: comparisons, not min()/max()
-            last = self.last_answer
-            gap = now - (start if start > last else last)
-            if gap > self.cap:  # a long silence ends (min() would be a call per message)
-                gap = self.cap
-                self.resumed = now
-            usual = self.usual
-            self.usual = usual + (RISE if gap > usual else DECAY) * (gap - usual)
-        self.last_answer = now
-        self.owed_since = now if in_flight else None
-
-    def unanswered(self, now: float) -> None:
-        """An attempt ended without an answer (deadline, connection error): still owed."""
+    def unanswered(self, now: float, in_flight: int) -> None:
+        """An attempt ended without an answer (deadline, connection error): still owed.
+        (Answers counted before it are checked first, at ``now``.)"""
+        if self.answers:
+            self.check(now, in_flight)
         if self.owed_since is None:
             self.owed_since = now
 
@@ -157,7 +197,9 @@ class Silence:
     def reset(self, now: float, in_flight: int) -> None:
         """The endpoint answered a probe: count silence afresh, learn nothing. It was
         set aside for a silence: a witness only once answering for a limit again."""
+        self.answers = 0
         self.last_answer = now
+        self.checked = now
         self.resumed = now
         self.owed_since = now if in_flight else None
 
