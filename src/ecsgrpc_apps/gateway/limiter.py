@@ -203,7 +203,13 @@ class AdaptiveLimit:
             return
         gradient = min(1.0, max(0.5, cfg.tolerance * self.baseline / mean))
         new = self._limit * gradient + math.sqrt(self._limit)
-        smoothed = self._limit * (1 - cfg.smoothing) + new * cfg.smoothing
+        if new < self._limit:
+            # Latency past the tolerance: a queue, cut at once. Smoothed, a cut
+            # took 20-30 windows (1-1.5 s) from the starting limit to the knee,
+            # and the queue of those windows set the admitted p99.
+            smoothed = new
+        else:
+            smoothed = self._limit * (1 - cfg.smoothing) + new * cfg.smoothing
         if refusals == 0:
             # Nothing refused: the demand fits under the limit, and a lower limit
             # would only start refusing work that is being served.
