@@ -19,7 +19,7 @@ upward while latency holds), clamped to ``[min_limit, max_limit]``. A rise is
 smoothed (``smoothing`` of the step a window); a cut applies at once: a window
 past the tolerance is a queue, and each window it stays costs the admitted
 latency. Smoothed both ways, a limit at its start (32) met by open-loop
-overload took 20-30 windows (1-1.5 s) to the knee, with admitted conversations
+overload took about 30 windows (1.6 s) to the knee, with admitted conversations
 waiting 16-49 ms (against a 1.8 ms baseline) in those windows, over 1 % of a
 step's samples: the p99 of the step. Cut at once it takes about 6 windows.
 
@@ -211,7 +211,7 @@ class AdaptiveLimit:
         new = self._limit * gradient + math.sqrt(self._limit)
         if new < self._limit:
             # Latency past the tolerance: a queue, cut at once. Smoothed, a cut
-            # took 20-30 windows (1-1.5 s) from the starting limit to the knee,
+            # took about 30 windows (1.6 s) from the starting limit to the knee,
             # and the queue of those windows set the admitted p99.
             smoothed = new
         else:
