@@ -231,3 +231,19 @@ def test_more_clients_than_the_start_are_held_at_the_start() -> None:
     quiet_start(limit, clock)
     overload(limit, clock, 1, windows=100)
     assert storm(limit, clock, clients=100, windows=100)[-1] == 32
+
+
+def test_overload_that_meets_the_starting_limit_is_cut_to_the_knee_within_a_few_windows() -> None:
+    # Light load leaves the limit at its start (32); then open loop at 2x: the
+    # first windows queue 32 conversations (64 ms against a 2 ms baseline). A
+    # smoothed cut took 20-30 windows to the knee, and the queue of those
+    # windows set the admitted p99; cut at once, the queue is gone in 6.
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=256, initial_limit=32), clock=clock)
+    quiet_start(limit, clock)
+    assert limit.limit == 32
+    overload(limit, clock, 1, windows=6)
+    assert limit.limit <= 8
+    # and the cut is not a collapse: the knee holds while the overload lasts
+    overload(limit, clock, 1, windows=100)
+    assert 4 <= limit.limit <= 8
