@@ -30,9 +30,9 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
-from ecsgrpc_apps.bench.fleet import AgentFleet
+from gateway_bench_setup import Variant, pinned_agents
+
 from ecsgrpc_apps.bench.gateway_overload import GatewayProcess, HttpLoad, pin
 
 _CONTENT = "one two three four"  # 6 agent events: START, 4 DELTAs, COMPLETE
@@ -70,21 +70,6 @@ async def main():
     await channel.close()
 asyncio.run(main())
 """
-
-
-@dataclass
-class Variant:
-    name: str
-    env: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Variant:
-        head, *extra = text.split(",")
-        name, _, src = head.partition("=")
-        env = dict(item.split("=", 1) for item in extra)
-        if src:
-            env["PYTHONPATH"] = src
-        return cls(name, env)
 
 
 async def _sse_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> int:
@@ -182,17 +167,8 @@ def _direct_round(target: str, core: int, args: argparse.Namespace) -> tuple[flo
 
 async def main(args: argparse.Namespace) -> None:
     variants = [Variant.parse(v) for v in args.variant] or [Variant("this")]
-    cores = sorted(os.sched_getaffinity(0))
-    core, others = cores[0], set(cores[1:]) or {cores[0]}
-    fleet = AgentFleet(3, dns=False)
     results: dict[str, list[tuple[float, float]]] = {}
-    print(f"start {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}", flush=True)
-    try:
-        spec = await fleet.start()
-        for agent in fleet.agents:
-            pin(agent.pid, others)
-        pin(os.getpid(), others)
-        target = "static:///" + ",".join(spec.addresses)
+    async with pinned_agents() as (target, core):
         for rnd in range(args.rounds):
             for variant in variants:
                 measured = await _gateway_round(variant, target, core, args)
@@ -206,15 +182,13 @@ async def main(args: argparse.Namespace) -> None:
             if not args.direct:
                 continue
             for name, direct in (
-                ("grpc", "ipv4:" + ",".join(spec.addresses)),
+                ("grpc", "ipv4:" + target.removeprefix("static:///")),
                 ("ecsgrpc", target),
             ):
                 value = await asyncio.to_thread(_direct_round, direct, core, args)
                 results.setdefault(f"direct {name}", []).append(value)
                 line = f"cpu {value[0]:.3f} ms  {value[1]:.0f}/s"
                 print(f"round {rnd} direct   {name} {line}", flush=True)
-    finally:
-        await fleet.aclose()
     print(f"end {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}")
     first = variants[0].name
     for key, values in results.items():

@@ -39,30 +39,13 @@ import re
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
-from ecsgrpc_apps.bench.fleet import AgentFleet
+from gateway_bench_setup import Variant, pinned_agents
+
 from ecsgrpc_apps.bench.gateway_overload import GatewayProcess, HttpLoad, pin
 
 CLIENTS = 12
-
-
-@dataclass
-class Variant:
-    """``NAME``, ``NAME=SRC`` (``PYTHONPATH=SRC``), then ``,KEY=VALUE`` environment."""
-
-    name: str
-    env: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Variant:
-        head, *extra = text.split(",")
-        name, _, src = head.partition("=")
-        env = dict(item.split("=", 1) for item in extra)
-        if src:
-            env["PYTHONPATH"] = src
-        return cls(name, env)
 
 
 _GAUGE = re.compile(
@@ -178,17 +161,8 @@ def _trajectory(name: str, seen: list[tuple[float, float, float]]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     variants = [Variant.parse(v) for v in args.variant] or [Variant("this")]
-    cores = sorted(os.sched_getaffinity(0))
-    core, others = cores[0], set(cores[1:]) or {cores[0]}
-    fleet = AgentFleet(3, dns=False)
     results: dict[str, list[dict[str, Any]]] = {}
-    print(f"start {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}", flush=True)
-    try:
-        spec = await fleet.start()
-        for agent in fleet.agents:
-            pin(agent.pid, others)
-        pin(os.getpid(), others)
-        target = "static:///" + ",".join(spec.addresses)
+    async with pinned_agents() as (target, core):
         for rnd in range(args.rounds):
             if args.order == "abba":
                 order = variants + variants[::-1]
@@ -204,8 +178,6 @@ async def main(args: argparse.Namespace) -> None:
                     _trajectory(variant.name, r.get("trajectory", []))
                 steps = ", ".join(f"{name} {at:.3f}" for name, at in r["steps"])
                 print(f"  steps (time.monotonic): {steps}", flush=True)
-    finally:
-        await fleet.aclose()
     print(f"end {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}")
     for name, runs in results.items():
         ratios = {c: [r[c][0] / r["S"] for r in runs] for c in ("1.5x", "2x")}

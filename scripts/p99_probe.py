@@ -30,7 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ecsgrpc_apps.bench.fleet import AgentFleet
+from gateway_bench_setup import Variant, pinned_agents
+
 from ecsgrpc_apps.bench.gateway_overload import GatewayProcess, HttpLoad, Outcome, pin
 
 _SITE = """
@@ -169,31 +170,13 @@ async def _run(env: dict[str, str], target: str, core: int, args: argparse.Names
 
 
 async def main(args: argparse.Namespace) -> None:
-    variants = []
-    for text in args.variant or ["this"]:
-        head, *extra = text.split(",")
-        name, _, src = head.partition("=")
-        env = dict(item.split("=", 1) for item in extra)
-        if src:
-            env["PYTHONPATH"] = src
-        variants.append((name, env))
-    cores = sorted(os.sched_getaffinity(0))
-    core, others = cores[0], set(cores[1:]) or {cores[0]}
-    fleet = AgentFleet(3, dns=False)
-    print(f"start {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}", flush=True)
-    try:
-        spec = await fleet.start()
-        for agent in fleet.agents:
-            pin(agent.pid, others)
-        pin(os.getpid(), others)
-        target = "static:///" + ",".join(spec.addresses)
+    variants = [Variant.parse(v) for v in args.variant or ["this"]]
+    async with pinned_agents() as (target, core):
         for rnd in range(args.rounds):
             order = variants if rnd % 2 == 0 else variants[::-1]
-            for name, env in order:
-                lines = await _run(env, target, core, args)
-                print(f"round {rnd} {name}: " + "\n    ".join(lines), flush=True)
-    finally:
-        await fleet.aclose()
+            for variant in order:
+                lines = await _run(variant.env, target, core, args)
+                print(f"round {rnd} {variant.name}: " + "\n    ".join(lines), flush=True)
     print(f"end {time.strftime('%H:%M:%S', time.gmtime())} load {os.getloadavg()}")
 
 
