@@ -419,7 +419,7 @@ class CallAttempts:
         now = _monotonic()  # one clock read for the attempt's report and the call's duration
         if att is not None and not att.reported:
             att.reported = True
-            self._router.done(att.sub, code, now)
+            self._router.done(att.sub, code)
             if code is not _OK and not att.call.done():
                 att.call.cancel()
         self._buffer = None

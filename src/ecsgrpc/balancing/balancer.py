@@ -196,9 +196,8 @@ class Balancer:
         return self.picker.pick(exclude)
 
     # Outcome side (every attempt reports here exactly once).
-    def done(self, sub: Subchannel, code: grpc.StatusCode, now: float | None = None) -> None:
-        """An attempt on ``sub`` ended with ``code`` (``now``: unused, kept for callers
-        that pass the time they read)."""
+    def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
+        """An attempt on ``sub`` ended with ``code``."""
         in_flight = sub.in_flight = sub.in_flight - 1
         if code is _OK:  # the common case, without hashing an Enum (Python code)
             sub.silence.answers += 1  # counted; the periodic check stamps it (stall.py)

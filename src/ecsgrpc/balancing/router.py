@@ -146,7 +146,7 @@ class Router:
         self.telemetry = telemetry
         # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
         # per attempt. The balancer's own method (one call less per attempt).
-        self.done: Callable[..., None] = balancer.done  # (sub, code[, now])
+        self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
         # answered(sub): a response message of an attempt on ``sub`` arrived
         # (progress, for silence detection).
         self.answered: Callable[[Subchannel], None] = balancer.answered
