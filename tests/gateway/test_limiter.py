@@ -205,6 +205,15 @@ def test_light_load_brings_an_unused_limit_down_toward_what_it_uses() -> None:
     assert limit.limit == 10
 
 
+def test_light_load_never_raises_the_limit_past_its_start() -> None:
+    # 12 at a time under a start of 32: less than half used; room for them would
+    # be 3 x 12 + 1 = 37, but light load alone says nothing about more than 32.
+    clock = Clock()
+    limit = AdaptiveLimit(LimitConfig(max_limit=256, initial_limit=32), clock=clock)
+    assert bursts(limit, clock, 12, windows=100, latency=0.01) == [0] * 100
+    assert limit.limit == 32
+
+
 def cpu_bound(n: int) -> float:
     """One core, 2 ms of it per conversation: latency is the number in flight."""
     return 0.002 * n

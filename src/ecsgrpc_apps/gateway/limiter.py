@@ -59,9 +59,9 @@ than that room after a quiet spell (20 at once where 1-2 ran at a time) is
 partly refused until the limit has risen, by the gradient's rise (a window
 at least half full, latency within the tolerance) or, when it refused 4 or
 more per one served, by the rule below. A limit below that floor (a stall
-cut it) grows back to it by ``sqrt(limit)`` a window while the latency is
-within ``tolerance`` of the baseline: a stall that cut it is over, and light
-load is not refused for it.
+cut it) grows back to it, never past ``initial_limit``, by ``sqrt(limit)`` a
+window while the latency is within ``tolerance`` of the baseline: a stall
+that cut it is over, and light load is not refused for it.
 
 Refusals steer the gradient too (each window counts them per latency sample).
 A window that refused nothing does not lower the limit: the demand fits under
@@ -234,7 +234,9 @@ class AdaptiveLimit:
             if self._limit > floor:
                 self._limit += (floor - self._limit) * cfg.smoothing
             elif mean <= cfg.tolerance * self.baseline:
-                self._limit = min(floor, self._limit + math.sqrt(self._limit))
+                # Back up to the floor, never past the start on light load alone.
+                top = max(self._limit, min(floor, float(cfg.initial_limit)))
+                self._limit = min(top, self._limit + math.sqrt(self._limit))
             return
         if refusals >= cfg.refusal_ratio:
             # Refused many times over what was served: clients that re-send at once
