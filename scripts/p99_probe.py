@@ -9,7 +9,10 @@ write) and the rest (write to the whole answer read); and, from inside the
 gateway (a ``sitecustomize`` on its ``PYTHONPATH`` that records the limiter,
 measurement only), the admitted conversations' time to first event (the
 limiter's sample: admission to reply), the limit, the windows' peak and mean
-in flight, the baseline and the event loop's lag. The difference between
+in flight, the baseline and the event loop's lag. "after 1st s" is the p99 of
+the 200s sent after the step's first second (the steady state, without the
+windows in which the limit meets the new load), "limit first" the limit when
+the step's first window closed. The difference between
 "write to answer" and the time to first event is what happens before
 admission (accept, read, parse, the event loop's queue) and after the reply
 (its write, the network, the load generator's read).
@@ -78,11 +81,13 @@ class TimedLoad(HttpLoad):
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)
         self.delays: list[tuple[float, float, int]] = []
+        self.starts: list[tuple[float, float, int]] = []
 
     async def one(self, started: float) -> Outcome:
         delay = time.perf_counter() - started
         outcome = await super().one(started)
         self.delays.append((delay, outcome.latency, outcome.status))
+        self.starts.append((started, outcome.latency, outcome.status))
         return outcome
 
 
@@ -114,6 +119,7 @@ def _gateway_side(path: Path, begin: float, end: float) -> dict[str, Any]:
         "ttfe p99": _q(samples, 0.99),
     }
     if windows:
+        out["limit first"] = windows[0][3]
         out["limit med"] = statistics.median(w[4] for w in windows)
         out["peak med"] = statistics.median(w[1] for w in windows)
         out["base med"] = statistics.median(w[5] for w in windows) * 1000
@@ -143,6 +149,8 @@ async def _run(env: dict[str, str], target: str, core: int, args: argparse.Names
         for multiple in args.steps:
             await asyncio.sleep(args.pause)
             load.delays.clear()
+            load.starts.clear()
+            p0 = time.perf_counter()
             m0, c0 = time.monotonic(), gateway.cpu_seconds()
             outcomes, _ = await load.open_loop(multiple * s, args.seconds)
             m1, c1 = time.monotonic(), gateway.cpu_seconds()
@@ -150,11 +158,13 @@ async def _run(env: dict[str, str], target: str, core: int, args: argparse.Names
             ok = [o.latency for o in outcomes if o.status == 200]
             delays = [d for d, _, code in load.delays if code == 200]
             rest = [lat - d for d, lat, code in load.delays if code == 200]
+            steady = [lat for at, lat, code in load.starts if code == 200 and at >= p0 + 1]
             inside = _gateway_side(record, m0, m1 + 1)
             lines.append(
                 f"{multiple:g}x good {codes[200] / args.seconds / s:.0%} 503 {codes[503]} "
                 f"other {sum(v for k, v in codes.items() if k not in (200, 503))} "
                 f"core {(c1 - c0) / (m1 - m0):.0%} | p50 {_q(ok, 0.5):.1f} p99 {_q(ok, 0.99):.1f}"
+                f" (after 1st s {_q(steady, 0.99):.1f})"
                 f" | send delay p50 {_q(delays, 0.5):.1f} p99 {_q(delays, 0.99):.1f}"
                 f" | write->answer p50 {_q(rest, 0.5):.1f} p99 {_q(rest, 0.99):.1f} | "
                 + " ".join(
