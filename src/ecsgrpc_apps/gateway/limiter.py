@@ -39,28 +39,9 @@ that waits on its agent adds no lag; work that burns the gateway's CPU does.
 
 Neither rule lowers a limit that is less than half used: then slower answers
 or a late timer are not the admitted work's doing (a slow agent, a busy
-machine), and refusing more would not help. Such a limit, unused, drifts
-down instead, toward what light load uses: ``light_headroom`` (3) times the
-recent peak in flight of such windows plus one (the peak remembered with a
-decay of ``peak_memory``, 0.95 a window, so a burst keeps its room for about
-a second), never below ``light_floor`` (10, or ``initial_limit`` if lower), a
-``smoothing`` fifth of the way a window. Without it light load never moved
-the limit from its start: a step from half to 1.5 times the capacity met 32
-free places, admitted 32 at once, and those conversations' 16-49 ms waits
-(against a 1.8 ms baseline) in the windows before the gradient had cut were
-over 1 % of an 8-second step: the step's p99 (53-69 ms against 20-31 ms for
-the rest of the step). Drifted, the limit met that step at 9-10 places. The
-room is for bursts: with twice the peak plus one and no light floor, light
-load on a shared machine was refused: 6-13 times in 2,000 at half the
-capacity, 17 of 400 at 100/s with the limit down at 4 (a preempted event
-loop gathers a burst: 60 ms at 100/s is 6 at once); with three times and the
-floor of 10, none at half the capacity (two runs). The price: a burst larger
-than that room after a quiet spell (20 at once where 1-2 ran at a time) is
-partly refused until the limit has risen, by the gradient's rise (a window
-at least half full, latency within the tolerance) or, when it refused 4 or
-more per one served, by the rule below. A limit below that floor (a stall
-cut it) grows back to it, never past ``initial_limit``, by ``sqrt(limit)`` a
-window while the latency is within ``tolerance`` of the baseline: a stall
+machine), and refusing more would not help. A limit that is less than half
+used and below ``initial_limit`` grows back to it (by ``sqrt(limit)`` a
+window) while the latency is within ``tolerance`` of the baseline: a stall
 that cut it is over, and light load is not refused for it.
 
 Refusals steer the gradient too (each window counts them per latency sample).
@@ -114,9 +95,6 @@ class LimitConfig:
     lag_threshold: float = 0.25
     lag_decrease: float = 0.8
     refusal_ratio: float = 4.0
-    light_headroom: float = 3.0
-    light_floor: int = 10
-    peak_memory: float = 0.95
     adaptive: bool = True
 
     def __post_init__(self) -> None:
@@ -147,7 +125,6 @@ class AdaptiveLimit:
         self._window_peak = 0
         self._window_refusals = 0
         self._last_cut = -math.inf
-        self._recent_peak = 0.0
 
     @property
     def limit(self) -> int:
@@ -216,27 +193,11 @@ class AdaptiveLimit:
             self.baseline += (mean - self.baseline) * cfg.baseline_follow
         if not saturated:
             # Not using half the limit: slower answers are not our queue (the agents,
-            # the machine), so latency lowers nothing. The limit drifts down toward
-            # what light load uses, with room (3 x its recent peak + 1, at least the
-            # light floor), so a step up in load finds it near the knee, not at its
-            # start; one cut below that (a stall) grows back to it while latency is
-            # normal again, so a past stall does not refuse light load. (A saturated
-            # window's peak is the limit, not what light load needs: not learnt.)
-            self._recent_peak = max(float(peak), self._recent_peak * cfg.peak_memory)
-            floor = min(
-                float(cfg.max_limit),
-                max(
-                    float(min(cfg.light_floor, cfg.initial_limit)),
-                    float(cfg.min_limit),
-                    cfg.light_headroom * self._recent_peak + 1.0,
-                ),
-            )
-            if self._limit > floor:
-                self._limit += (floor - self._limit) * cfg.smoothing
-            elif mean <= cfg.tolerance * self.baseline:
-                # Back up to the floor, never past the start on light load alone.
-                top = max(self._limit, min(floor, float(cfg.initial_limit)))
-                self._limit = min(top, self._limit + math.sqrt(self._limit))
+            # the machine), and nothing says a limit above the starting one is safe.
+            # A limit cut below the start (a stall, a burst) comes back to it while
+            # latency is normal again, so a past stall does not refuse light load.
+            if self._limit < cfg.initial_limit and mean <= cfg.tolerance * self.baseline:
+                self._limit = min(float(cfg.initial_limit), self._limit + math.sqrt(self._limit))
             return
         if refusals >= cfg.refusal_ratio:
             # Refused many times over what was served: clients that re-send at once
