@@ -33,14 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.docker import Engine, skip_reason
+from tests.support.docker import Engine, image_marks
 
-_REASON = skip_reason()
-pytestmark = [
-    pytest.mark.image,
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
-    pytest.mark.timeout(2400),
-]
+pytestmark = image_marks(timeout=2400)
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL = "ecsgrpc-fresh-machine-test"

@@ -26,15 +26,10 @@ from typing import Any
 import pytest
 
 from ecsgrpc_apps.local.emulator import REGION, AwsEmulator
-from tests.support.docker import Engine, skip_reason
+from tests.support.docker import Engine, image_marks
 from tests.support.terraform import Evaluator, load_module
 
-_REASON = skip_reason()
-pytestmark = [
-    pytest.mark.image,
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
-    pytest.mark.timeout(1800),
-]
+pytestmark = image_marks(timeout=1800)
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "ecsgrpc:test"

@@ -17,6 +17,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 __all__ = ["Engine", "skip_reason"]
 
@@ -33,6 +36,17 @@ _PATH = f"/usr/bin:/usr/sbin:{os.environ.get('PATH', '')}"
 
 def _which(name: str) -> str | None:
     return shutil.which(name, path=_PATH)
+
+
+def image_marks(timeout: float) -> list[Any]:
+    """A module's marks for the image tests: ``image``, skipped where dockerd
+    cannot run here (:func:`skip_reason`), and the module's time limit."""
+    reason = skip_reason()
+    return [
+        pytest.mark.image,
+        pytest.mark.skipif(reason is not None, reason=reason or ""),
+        pytest.mark.timeout(timeout),
+    ]
 
 
 def skip_reason() -> str | None:
