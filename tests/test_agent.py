@@ -114,6 +114,31 @@ async def test_client_cancel_stops_the_work_on_the_server(
     assert "after 2 of 50 deltas" in log or "after 3 of 50 deltas" in log
 
 
+async def test_a_cancel_that_finds_the_agent_sending_is_still_logged(
+    agents: Callable[..., AgentProcess],
+) -> None:
+    # A reader that stops reading: the agent's send waits on flow control, so the
+    # cancel reaches grpc.aio while it sends an event (the generator is then closed
+    # at its yield, not cancelled where it waits).
+    agent = agents("127.0.0.5", env={"AGENT_MAX_CONTENT_CHARS": "3000000"})
+    words = " ".join(f"w{i}" for i in range(300_000))
+    options = [("grpc.http2.bdp_probe", 0)]
+    async with grpc.aio.insecure_channel(agent.address, options=options) as channel:
+        call = pb2_grpc.WorkflowAgentStub(channel).ProcessConversation(
+            _request(words, cid="stalled-reader"), timeout=30
+        )
+        first = await call.read()
+        assert first.kind == Kind.KIND_START
+        await asyncio.sleep(1.0)  # the agent fills the window and waits to send
+        call.cancel()
+    assert await wait_until(
+        lambda: "stalled-reader cancelled by the client" in agent.log_text(), 5
+    ), agent.log_text()
+    log = agent.log_text()
+    sent = int(log.split("stalled-reader cancelled by the client after ")[1].split(" ")[0])
+    assert 0 < sent < 300_000
+
+
 async def test_standard_health_and_reflection_clients_see_the_services(
     agents: Callable[..., AgentProcess],
 ) -> None:

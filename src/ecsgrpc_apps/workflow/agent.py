@@ -74,6 +74,7 @@ class WorkflowAgentServicer(pb2_grpc.WorkflowAgentServicer):  # type: ignore[mis
             return
         words = text.split()
         sent = 0
+        finished = False
         self._in_flight += 1
         try:
             yield self._event(request, 0, Kind.KIND_START)
@@ -84,21 +85,25 @@ class WorkflowAgentServicer(pb2_grpc.WorkflowAgentServicer):  # type: ignore[mis
                 sent += 1
             await self._pause()
             yield self._event(request, len(words) + 1, Kind.KIND_COMPLETE, delta_count=len(words))
-        except asyncio.CancelledError:
-            log.info(
-                "conversation %s cancelled by the client after %d of %d deltas",
-                request.conversation_id,
-                sent,
-                len(words),
-                extra={
-                    "event": "cancelled",
-                    "conversation_id": request.conversation_id,
-                    "deltas_sent": sent,
-                },
-            )
-            raise
+            finished = True
         finally:
+            # Not finished: the call ended early (the client cancelled, or its deadline
+            # passed). grpc.aio then cancels this generator where it waits (CancelledError)
+            # or, when the cancel found grpc sending an event, closes it at its ``yield``
+            # (GeneratorExit): both are the client's cancel.
             self._in_flight -= 1
+            if not finished:
+                log.info(
+                    "conversation %s cancelled by the client after %d of %d deltas",
+                    request.conversation_id,
+                    sent,
+                    len(words),
+                    extra={
+                        "event": "cancelled",
+                        "conversation_id": request.conversation_id,
+                        "deltas_sent": sent,
+                    },
+                )
 
     async def DescribeAgent(
         self, request: pb2.DescribeAgentRequest, context: grpc.aio.ServicerContext
