@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,8 @@ def test_watch_prints_each_change_until_ctrl_c(dnsmasq: Dnsmasq) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A child that does not stop dumps every thread's stack on SIGABRT (below).
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         assert proc.stdout is not None
@@ -105,10 +108,29 @@ def test_watch_prints_each_change_until_ctrl_c(dnsmasq: Dnsmasq) -> None:
         second = json.loads(proc.stdout.readline())
         assert sorted(row["host"] for row in second) == ["127.0.0.2", "127.0.0.3"]
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 10 s after SIGINT; {_stuck_child_report(proc)}")
+        assert code == 0
         assert proc.stderr is not None
         assert proc.stderr.read() == ""
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def _stuck_child_report(proc: subprocess.Popen[str]) -> str:
+    """The child's signal state and, after SIGABRT, its threads' stacks (faulthandler)."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+        signals = " ".join(line for line in status if line.startswith(("Sig", "Threads")))
+    except OSError as exc:
+        signals = f"no /proc status ({exc})"
+    proc.send_signal(signal.SIGABRT)
+    try:
+        _, stderr = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        stderr = "(no stack: it did not die on SIGABRT either)"
+    return f"{signals}; stderr:\n{stderr}"
