@@ -166,28 +166,38 @@ async def test_caller_task_cancelled_while_awaiting_cancels_the_call() -> None:
         assert await call.code() is grpc.StatusCode.CANCELLED
 
 
-async def test_a_unary_call_whose_awaiting_coroutine_is_closed_is_cancelled_and_settled() -> None:
-    # A unary call has no finaliser: the coroutine awaiting it, closed before the
-    # answer (coroutine.close(), or dropped and collected), cancels it and gives
-    # its endpoint's in-flight count back (before: the count stayed up, and a
-    # later await of the call waited forever).
+async def test_a_unary_call_outlives_its_awaiting_coroutine_as_in_grpc_aio() -> None:
+    # grpc.aio runs a unary call in a task of its own from its creation: the
+    # coroutine awaiting it, closed before the answer (coroutine.close(), or
+    # dropped and collected), neither cancels it nor strands it. The call then
+    # finishes with the server's answer, a later await returns it, and the
+    # endpoint's in-flight count comes back to 0 (before the call path was
+    # grpc.aio's own call, closing the awaiter cancelled the call). A plain
+    # grpc.aio channel to the same server is the control.
     async with fleet(n=1) as (channel, _, registry):
-        calls = [channel.unary_unary(svc.UNARY)(b"sleep:5", timeout=10) for _ in range(2)]
+        address = channel.endpoints()[0].address
+        async with grpc.aio.insecure_channel(address) as plain:
+            for name, ch in (("plain grpc.aio", plain), ("ecsgrpc", channel)):
+                calls = [ch.unary_unary(svc.UNARY)(b"sleep:0.5", timeout=10) for _ in range(2)]
 
-        async def caller(call: grpc.aio.UnaryUnaryCall) -> object:
-            return await call
+                async def caller(call: grpc.aio.UnaryUnaryCall) -> object:
+                    return await call
 
-        closed, dropped = caller(calls[0]), caller(calls[1])
-        closed.send(None)  # each call starts and waits for its answer
-        dropped.send(None)
-        assert sum(s.in_flight for s in channel.endpoints()) == 2
-        closed.close()
-        del dropped  # collected at once (a suspended coroutine is closed)
-        for call in calls:
-            assert call.done() and call.cancelled()
-            assert await call.code() is grpc.StatusCode.CANCELLED
-            with pytest.raises(asyncio.CancelledError):
-                await call
+                closed, dropped = caller(calls[0]), caller(calls[1])
+                for coroutine in (closed, dropped):  # each waits for its call's answer
+                    waited = coroutine.send(None)
+                    # What a task does with the future a coroutine yields (asyncio's
+                    # protocol): else a later await of that future fails.
+                    waited._asyncio_future_blocking = False
+                if ch is channel:
+                    assert sum(s.in_flight for s in channel.endpoints()) == 2
+                closed.close()
+                del dropped  # collected at once (a suspended coroutine is closed)
+                assert not any(c.done() or c.cancelled() for c in calls), name
+                for call in calls:
+                    assert await call == b"sleep:0.5", name
+                    assert call.done() and not call.cancelled(), name
+                    assert await call.code() is grpc.StatusCode.OK, name
         await assert_no_call_in_flight(channel, registry)
 
 
@@ -368,4 +378,63 @@ async def test_cancel_stops_a_call_waiting_for_an_endpoint_at_once() -> None:
                 await asyncio.wait_for(waiter, 5)
             assert time.monotonic() - started < 2
             assert await call.code() is grpc.StatusCode.CANCELLED
+        await assert_no_call_in_flight(channel, registry)
+
+
+async def test_a_unary_call_is_sent_when_created_as_in_grpc_aio() -> None:
+    # grpc.aio sends a unary call when it is made, not when it is awaited; with an
+    # endpoint ready, a balanced channel's unary call is grpc.aio's own call on that
+    # endpoint and does the same (before, it waited for its first use). A plain
+    # grpc.aio channel to the same server is the control.
+    async with fleet(n=1) as (channel, state, _):
+        async with grpc.aio.insecure_channel(channel.endpoints()[0].address) as plain:
+            for name, ch in (("plain grpc.aio", plain), ("ecsgrpc", channel)):
+                before = executions(state, "Unary")
+                call = ch.unary_unary(svc.UNARY)(b"ok", timeout=5)
+                deadline = time.monotonic() + 5
+                while executions(state, "Unary") == before:  # not awaited: sent anyway
+                    assert time.monotonic() < deadline, name
+                    await asyncio.sleep(0.01)
+                assert await call == b"ok", name
+
+
+async def test_a_retried_unary_call_answers_as_its_last_attempt() -> None:
+    # The first attempt fails trailers-only (UNAVAILABLE) and the call is retried on
+    # another endpoint: what the caller asked before and during the retry (status,
+    # headers, a done callback) answers for the call, never for the failed attempt.
+    async with fleet(svc.State(fail_first=1)) as (channel, state, _):
+        seen: list[object] = []
+        call = channel.unary_unary(svc.UNARY)(b"ok", timeout=5)
+        call.add_done_callback(seen.append)
+        code = asyncio.ensure_future(call.code())
+        headers = asyncio.ensure_future(call.initial_metadata())  # trailers-only: no commit
+        assert await call == b"ok"
+        assert await code is grpc.StatusCode.OK
+        assert isinstance(await headers, grpc.aio.Metadata)
+        assert await call.details() == ""
+        assert call.done() and not call.cancelled()
+        assert seen == [call]
+        late: list[object] = []
+        call.add_done_callback(late.append)
+        assert late == [call]
+        assert executions(state, "Unary") == 2
+
+
+async def test_cancel_reaches_the_attempt_a_unary_call_was_retried_to() -> None:
+    async with fleet(svc.State(fail_first=1)) as (channel, state, registry):
+        call = channel.unary_unary(svc.UNARY)(b"sleep:5", timeout=10)
+        waiter = asyncio.ensure_future(call)
+        deadline = time.monotonic() + 5
+        while executions(state, "Unary") < 2:  # failed once, retried, now sleeping
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert not call.done()
+        started = time.monotonic()
+        assert call.cancel()
+        assert not call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiter, 5)
+        assert time.monotonic() - started < 2
+        assert call.cancelled() and call.done()
+        assert await call.code() is grpc.StatusCode.CANCELLED
         await assert_no_call_in_flight(channel, registry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import grpc
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from ecsgrpc.balancing.outlier import OutlierConfig, OutlierDetector
 from ecsgrpc.balancing.picker import (
     LeastRequestPicker,
+    Picker,
     RoundRobinPicker,
     ZonePolicy,
     build_picker,
@@ -66,6 +68,37 @@ def test_least_request_accounts_for_weight() -> None:
     heavy, light = Fake("heavy", in_flight=4, weight=4), Fake("light", in_flight=2, weight=1)
     picker = LeastRequestPicker([heavy, light], rng=random.Random(2))
     assert picker.pick().key == "heavy"  # type: ignore[union-attr]  # 4/4 < 2/1
+
+
+def test_pick_any_is_pick_without_exclusions() -> None:
+    # pick_any() is the per-call path's pick(()): the same turns (round robin,
+    # sharing one rotation with pick()), the same choices (least request, for any
+    # weights), and pick(()) itself for a policy that does not define it.
+    rr = RoundRobinPicker([Fake("a"), Fake("b"), Fake("c")], start=1)
+    turns = [rr.pick_any(), rr.pick(), rr.pick_any(), rr.pick(("a",))]
+    assert [c.key for c in turns if c is not None] == ["b", "c", "a", "b"]
+    assert RoundRobinPicker([]).pick_any() is None
+    assert LeastRequestPicker([]).pick_any() is None
+    assert LeastRequestPicker([Fake("only")]).pick_any().key == "only"  # type: ignore[union-attr]
+    many = [Fake(f"m{i}", in_flight=i % 5) for i in range(70)]  # beyond the pair table
+    for cands in (
+        [Fake(k, in_flight=i * 3) for i, k in enumerate("xyz")],
+        [Fake(k, in_flight=i * 3, weight=w) for i, (k, w) in enumerate(zip("xyz", (3, 1, 2)))],
+        many,
+    ):
+        one = LeastRequestPicker(cands, rng=random.Random(7))
+        other = LeastRequestPicker(cands, rng=random.Random(7))
+        for _ in range(200):
+            assert one.pick_any() is other.pick(())
+    idle = LeastRequestPicker([Fake(f"i{n}") for n in range(70)], rng=random.Random(5))
+    spread = Counter(idle.pick_any().key for _ in range(7000))  # type: ignore[union-attr]
+    assert len(spread) == 70 and max(spread.values()) / min(spread.values()) < 2
+
+    class LastPicker(Picker[Fake]):
+        def pick(self, exclude: Collection[str] = ()) -> Fake | None:
+            return self.candidates[-1] if self.candidates else None
+
+    assert LastPicker([Fake("p"), Fake("q")]).pick_any().key == "q"  # type: ignore[union-attr]
 
 
 def test_least_request_spreads_evenly_when_idle() -> None:

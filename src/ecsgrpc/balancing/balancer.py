@@ -196,10 +196,17 @@ class Balancer:
         return self.picker.pick(exclude)
 
     # Outcome side (every attempt reports here exactly once).
+    @property
+    def failing(self) -> set[str]:
+        """Keys of endpoints with failures counted (outlier detection): a success
+        on one of them must reach :meth:`done`. The same set for the balancer's life."""
+        return self._outlier.failing
+
     def done(self, sub: Subchannel, code: grpc.StatusCode) -> None:
         """An attempt on ``sub`` ended with ``code``."""
         in_flight = sub.in_flight = sub.in_flight - 1
         if code is _OK:  # the common case, without hashing an Enum (Python code)
+            # Router.finish_ok inlines this branch's common case: keep in step.
             sub.silence.answers += 1  # counted; the periodic check stamps it (stall.py)
             if sub.stalled:
                 sub.set_stalled(False)

@@ -11,12 +11,15 @@ that implements several kinds runs for each of them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import grpc
 from grpc.aio import _interceptor as grpc_interceptor
 
+from ecsgrpc.balancing import unary
 from ecsgrpc.balancing.attempts import CallAttempts
 from ecsgrpc.balancing.calls import (
     BalancedStreamStreamCall,
@@ -25,6 +28,7 @@ from ecsgrpc.balancing.calls import (
     BalancedUnaryUnaryCall,
 )
 from ecsgrpc.balancing.router import Router
+from ecsgrpc.balancing.subchannel import NATIVE_UNARY
 from ecsgrpc.errors import ConfigError
 
 __all__ = [
@@ -35,6 +39,12 @@ __all__ = [
     "UnaryUnaryMultiCallable",
 ]
 
+_NATIVE = unary.AVAILABLE
+_NativeCall = unary.NativeUnaryUnaryCall
+_init_metadata = unary.init_metadata
+_NATIVE_UNARY = NATIVE_UNARY
+_time = time.time
+_monotonic = time.monotonic
 _KINDS = (
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
@@ -249,9 +259,101 @@ class _StreamRequest(_MultiCallable):
 
 
 class UnaryUnaryMultiCallable(_UnaryRequest, grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[misc]
-    __slots__ = ()
+    """A unary method: its calls are grpc.aio's own calls (:mod:`ecsgrpc.balancing.unary`)
+    when an endpoint is ready and nothing needs the general path (interceptors,
+    OpenTelemetry recording, a per-attempt timeout); else balanced calls."""
+
+    __slots__ = ("_native", "_otel_metrics", "_otel_trace")
     _balanced = BalancedUnaryUnaryCall
     _intercepted = _InterceptedUnaryUnary
+
+    def __init__(
+        self,
+        router: Router,
+        method: str,
+        serializer: Any,
+        deserializer: Any,
+        interceptors: tuple[Any, ...],
+    ) -> None:
+        super().__init__(router, method, serializer, deserializer, interceptors)
+        native = _NATIVE and not interceptors and router.per_attempt_timeout is None
+        self._otel_trace: Any = None
+        self._otel_metrics: Any = None
+        telemetry = router.telemetry
+        if native and telemetry is not None:
+            # ClientTelemetry.call()'s fast "off" answer, split: what cannot change
+            # now, what can (a global provider set later) on every call below.
+            active = telemetry.active
+            if active._active or active._trace is None:
+                native = False  # recording, or not knowable cheaply: the general path
+            else:
+                self._otel_trace, self._otel_metrics = active._trace, active._metrics
+        self._native = native
+
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        trace = self._otel_trace
+        if self._native and (
+            trace is None
+            or (trace._TRACER_PROVIDER is None and self._otel_metrics._METER_PROVIDER is None)
+        ):
+            router = self._router
+            sub = router.begin_now()
+            if sub is not None:
+                # An endpoint is ready: grpc.aio's own call on it, made as grpc.aio's
+                # multicallable makes one (the per-call path).
+                method = self._method
+                try:
+                    callable_, merge = sub.callables[_NATIVE_UNARY, method]
+                except KeyError:
+                    callable_, merge = sub.native_unary(
+                        method, self._serializer, self._deserializer
+                    )
+                if merge is not None:  # the channel's own metadata (security)
+                    metadata = merge(metadata)
+                call = _NativeCall(
+                    request,
+                    None if timeout is None else _time() + timeout,
+                    _init_metadata(metadata, compression),
+                    credentials,
+                    False,  # one attempt: waiting for an endpoint is the successor's
+                    callable_._channel,
+                    callable_._method,
+                    callable_._request_serializer,
+                    callable_._response_deserializer,
+                    callable_._loop,
+                    callable_._registered_call_handle,
+                )
+                # Its invocation task runs from the loop's next turn, after these.
+                call._router = router
+                call._sub = sub
+                call._name = method
+                call._created = _monotonic()
+                if credentials is not None or wait_for_ready is not None:
+                    call._options = (credentials, wait_for_ready)
+                # grpc.aio's Channel._register_call (its close() cancels the call),
+                # without our add_done_callback: the first attempt's end is enough.
+                active = callable_._python_channel._active_calls
+                active.add(call)
+                call._cython_call.add_done_callback(partial(active.discard, call))
+                return call
+        return _UnaryRequest.__call__(
+            self,
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
 
 
 class UnaryStreamMultiCallable(_UnaryRequest, grpc.aio.UnaryStreamMultiCallable):  # type: ignore[misc]

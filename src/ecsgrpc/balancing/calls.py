@@ -24,7 +24,10 @@ used again: reads return EOF (after OK) or raise the call's error
 A call starts when it is first used (awaited, iterated, or any method but
 ``cancel()``, ``cancelled()``, ``done()``, ``time_remaining()`` and
 ``add_done_callback()``); grpc.aio starts at creation. Its deadline runs from
-creation. A stream that fails after it yielded messages raises
+creation. (A unary call made while an endpoint is ready is not one of these:
+it is grpc.aio's own call, started at creation; see
+:mod:`ecsgrpc.balancing.unary`, which hands a failed first attempt to a
+``BalancedUnaryUnaryCall``.) A stream that fails after it yielded messages raises
 :class:`~ecsgrpc.errors.StreamInterrupted` (an ``AioRpcError`` with the
 original code); ``code()``, ``details()`` and the metadata are the attempt's.
 """

@@ -18,6 +18,7 @@ candidates (cross-zone traffic costs money on AWS and adds latency).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
@@ -66,6 +67,11 @@ class Picker(Generic[C]):
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         raise NotImplementedError
 
+    def pick_any(self) -> C | None:
+        """``pick(())``: a candidate, none excluded (the per-call path; policies may
+        make it cheaper, as the built-in ones do)."""
+        return self.pick(())
+
     def _fallback(self, exclude: Collection[str]) -> C | None:
         """Least-loaded candidate not excluded; any candidate when all are excluded."""
         pool = [c for c in self.candidates if c.key not in exclude] or list(self.candidates)
@@ -76,25 +82,29 @@ def _load(c: Candidate) -> float:
     return c.in_flight / c.weight
 
 
+def _nothing() -> None:
+    return None
+
+
 class RoundRobinPicker(Picker[C]):
     """Round robin; smooth weighted round robin (nginx's) when weights differ."""
 
     def __init__(self, candidates: Sequence[C], *, start: int | None = None) -> None:
         super().__init__(candidates)
-        self._schedule = _weighted_schedule(self.candidates)
+        schedule = _weighted_schedule(self.candidates)
         # Start at a random offset so many clients do not hit the same endpoint first.
-        offset = random.randrange(len(self._schedule)) if start is None and self._schedule else 0  # noqa: S311
-        self._next = offset if start is None else start
-        self._size = len(self._schedule)
+        offset = random.randrange(len(schedule)) if start is None and schedule else (start or 0)  # noqa: S311
+        if schedule:
+            offset %= len(schedule)
+            schedule = schedule[offset:] + schedule[:offset]
+        # The turn: itertools.cycle's __next__, a C call (no Python frame per pick).
+        self.pick_any: Callable[[], C | None] = (
+            itertools.cycle(schedule).__next__ if schedule else _nothing
+        )
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
-        schedule = self._schedule
-        if not schedule:
-            return None
-        turn = self._next  # a plain counter: no builtin call per pick (one event loop)
-        self._next = turn + 1
-        chosen = schedule[turn % self._size]
-        if exclude and chosen.key in exclude:
+        chosen = self.pick_any()
+        if chosen is not None and exclude and chosen.key in exclude:
             return self._fallback(exclude)
         return chosen
 
@@ -128,7 +138,16 @@ class LeastRequestPicker(Picker[C]):
         self._rand = (rng or random.Random()).random  # noqa: S311 (not for security)
         # Equal weights (the usual case): compare in-flight counts alone.
         self._uniform = len({c.weight for c in self.candidates}) <= 1
-        self._n = len(self.candidates)  # (no len() call per pick)
+        n = self._n = len(self.candidates)  # (no len() call per pick)
+        # Up to _PAIRS_UP_TO candidates, every ordered pair of two distinct ones,
+        # so that one draw picks both samples in a step (the per-call path).
+        cands = self.candidates
+        self._pairs: tuple[tuple[C, C], ...] = (
+            tuple((cands[i], cands[j]) for i in range(n) for j in range(n) if i != j)
+            if 2 <= n <= _PAIRS_UP_TO
+            else ()
+        )
+        self._npairs = len(self._pairs)
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         cands = self.candidates
@@ -138,14 +157,18 @@ class LeastRequestPicker(Picker[C]):
         if n == 1:
             only = cands[0]
             return only if only.key not in exclude else self._fallback(exclude)
-        # Both samples from one draw (one call less per pick): the integer part
-        # picks the first, the fraction (still uniform) the second of the others.
-        x = self._rand() * n
-        i = int(x)
-        j = int((x - i) * (n - 1))
-        if j >= i:
-            j += 1
-        a, b = cands[i], cands[j]
+        pairs = self._pairs
+        if pairs:  # two distinct samples, uniformly, in one draw
+            a, b = pairs[int(self._rand() * self._npairs)]
+        else:
+            # Both samples from one draw: the integer part picks the first, the
+            # fraction (still uniform) the second of the others.
+            x = self._rand() * n
+            i = int(x)
+            j = int((x - i) * (n - 1))
+            if j >= i:
+                j += 1
+            a, b = cands[i], cands[j]
         # Ties go to the first sample, which is random: no bias.
         if self._uniform:
             chosen = a if a.in_flight <= b.in_flight else b
@@ -155,6 +178,18 @@ class LeastRequestPicker(Picker[C]):
             other = b if chosen is a else a
             return other if other.key not in exclude else self._fallback(exclude)
         return chosen
+
+    def pick_any(self) -> C | None:
+        # pick(()) in fewer steps for the usual case (2 to _PAIRS_UP_TO candidates
+        # of equal weight): the per-call path. Keep in step with pick().
+        pairs = self._pairs
+        if pairs and self._uniform:
+            a, b = pairs[int(self._rand() * self._npairs)]
+            return a if a.in_flight <= b.in_flight else b
+        return self.pick(())
+
+
+_PAIRS_UP_TO = 64  # 4,032 pairs at most, built once per picker (per state change)
 
 
 # A policy builds a picker from the candidates it may choose among.

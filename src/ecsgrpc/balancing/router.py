@@ -94,6 +94,7 @@ class Router:
         "_connect_timeout",
         "_describe",
         "_durations",
+        "_failing",
         "_idempotent",
         "_metrics",
         "_ok_durations",
@@ -147,6 +148,8 @@ class Router:
         # done(sub, code): an attempt on ``sub`` ended with ``code``; exactly once
         # per attempt. The balancer's own method (one call less per attempt).
         self.done: Callable[[Subchannel, grpc.StatusCode], None] = balancer.done
+        # Endpoints whose successes the balancer must hear of (outlier detection).
+        self._failing = balancer.failing
         # answered(sub): a response message of an attempt on ``sub`` arrived
         # (progress, for silence detection).
         self.answered: Callable[[Subchannel], None] = balancer.answered
@@ -164,9 +167,26 @@ class Router:
         self._unbudgeted = n
         if self.closed:
             return None  # pick() then says the channel is closed
-        sub = self._balancer.picker.pick(())
+        sub = self._balancer.picker.pick_any()
         if sub is not None:
             sub.in_flight += 1
+        return sub
+
+    def begin_now(self) -> Subchannel | None:
+        """:meth:`begin` when an endpoint is ready now; else None and nothing counted
+        (the call then starts the general way). A native unary call's per-call path."""
+        if self.closed:
+            return None
+        sub = self._balancer.picker.pick_any()
+        if sub is None:
+            return None
+        sub.in_flight += 1
+        self.in_flight += 1
+        n = self._unbudgeted + 1
+        if n >= _BUDGET_BATCH:
+            self._budget.record_calls(n)
+            n = 0
+        self._unbudgeted = n
         return sub
 
     def pick_now(self, tried: Collection[str]) -> Subchannel | None:
@@ -287,7 +307,11 @@ class Router:
         attempt, on ``sub``: :meth:`done` and :meth:`call_finished` in one call,
         with one clock read (a unary call's per-call path)."""
         now = _monotonic()
-        self.done(sub, _OK)
+        if sub.stalled or sub.draining or sub.key in self._failing:
+            self.done(sub, _OK)
+        else:  # self.done(sub, _OK)'s common case, inlined (per call): keep in step
+            sub.in_flight -= 1
+            sub.silence.answers += 1
         self.in_flight -= 1
         try:
             batch = self._ok_durations[method]

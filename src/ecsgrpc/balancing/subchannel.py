@@ -45,6 +45,8 @@ from ecsgrpc.balancing.status import EndpointStatus
 from ecsgrpc.endpoints import ATTR_HEALTH, Endpoint
 from ecsgrpc.security.diagnose import last_error
 
+NATIVE_UNARY = "unary_unary:native"  # callables' key kind for native_unary()
+
 __all__ = ["Connectivity", "Health", "Subchannel"]
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,32 @@ class Subchannel:
                 _registered_method=True,
             )
             self.callables[(kind, method)] = found
+        return found
+
+    def native_unary(
+        self, method: str, serializer: Any, deserializer: Any
+    ) -> tuple[Any, Callable[[Any], Any] | None]:
+        """For a unary call that is grpc.aio's own call (``balancing/unary.py``): the
+        grpc.aio multicallable of ``method`` on this endpoint's grpc.aio channel, and
+        the function that adds the channel's per-call metadata (a bearer token) to a
+        call's, None without. Cached in ``callables[NATIVE_UNARY, method]``."""
+        found = self.callables.get((NATIVE_UNARY, method))
+        if found is None:
+            channel = self._channel
+            merge = None
+            if not isinstance(channel, grpc.aio.Channel):  # security's MetadataChannel
+                merge = channel.merged
+                channel = channel.raw
+            found = (
+                channel.unary_unary(
+                    method,
+                    request_serializer=serializer,
+                    response_deserializer=deserializer,
+                    _registered_method=True,
+                ),
+                merge,
+            )
+            self.callables[(NATIVE_UNARY, method)] = found
         return found
 
     def update(self, endpoint: Endpoint) -> None:

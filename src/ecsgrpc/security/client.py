@@ -95,6 +95,11 @@ class MetadataChannel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._channel, name)
 
+    @property
+    def raw(self) -> Any:
+        """The wrapped grpc.aio channel (its calls do not add the metadata: see merged())."""
+        return self._channel
+
     async def close(self, grace: float | None = None) -> None:
         await self._channel.close(grace)
 
