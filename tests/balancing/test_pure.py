@@ -71,28 +71,41 @@ def test_least_request_accounts_for_weight() -> None:
 
 
 def test_pick_any_is_pick_without_exclusions() -> None:
-    # pick_any() is the per-call path's pick(()): the same turns (round robin,
-    # sharing one rotation with pick()), the same choices (least request, for any
-    # weights), and pick(()) itself for a policy that does not define it.
+    # pick_any() is the per-call path's pick(()): round robin's turns (one rotation
+    # shared with pick()); least request's power of two choices; pick(()) itself
+    # for a policy that does not define it.
     rr = RoundRobinPicker([Fake("a"), Fake("b"), Fake("c")], start=1)
     turns = [rr.pick_any(), rr.pick(), rr.pick_any(), rr.pick(("a",))]
     assert [c.key for c in turns if c is not None] == ["b", "c", "a", "b"]
     assert RoundRobinPicker([]).pick_any() is None
     assert LeastRequestPicker([]).pick_any() is None
     assert LeastRequestPicker([Fake("only")]).pick_any().key == "only"  # type: ignore[union-attr]
-    many = [Fake(f"m{i}", in_flight=i % 5) for i in range(70)]  # beyond the pair table
-    for cands in (
-        [Fake(k, in_flight=i * 3) for i, k in enumerate("xyz")],
-        [Fake(k, in_flight=i * 3, weight=w) for i, (k, w) in enumerate(zip("xyz", (3, 1, 2)))],
-        many,
-    ):
-        one = LeastRequestPicker(cands, rng=random.Random(7))
-        other = LeastRequestPicker(cands, rng=random.Random(7))
+
+    # Equal weights, 2-64 candidates: every ordered pair of two distinct candidates
+    # once per turn of n(n-1) picks, the one with fewer calls in flight taken
+    # (the pair's first on a tie). Turns repeat; the order is shuffled per picker.
+    cands = [Fake(k, in_flight=load) for k, load in zip("vwxyz", (3, 0, 3, 1, 5))]
+    picker = LeastRequestPicker(cands, rng=random.Random(7))
+    pairs = [(a, b) for a in cands for b in cands if a is not b]
+    expected = Counter((a if a.in_flight <= b.in_flight else b).key for a, b in pairs)
+    for _ in range(3):
+        picks = Counter(picker.pick_any().key for _ in pairs)  # type: ignore[union-attr]
+        assert picks == expected
+    assert LeastRequestPicker(cands, rng=random.Random(8)).pick_any() is not None
+    # Other weights, or more candidates than the pair table holds: pick(()).
+    many = [Fake(f"m{i}", in_flight=i % 5) for i in range(70)]
+    weighted = [
+        Fake(k, in_flight=i * 3, weight=w) for i, (k, w) in enumerate(zip("xyz", (3, 1, 2)))
+    ]
+    for group in (weighted, many):
+        one = LeastRequestPicker(group, rng=random.Random(7))
+        other = LeastRequestPicker(group, rng=random.Random(7))
         for _ in range(200):
             assert one.pick_any() is other.pick(())
-    idle = LeastRequestPicker([Fake(f"i{n}") for n in range(70)], rng=random.Random(5))
-    spread = Counter(idle.pick_any().key for _ in range(7000))  # type: ignore[union-attr]
-    assert len(spread) == 70 and max(spread.values()) / min(spread.values()) < 2
+    for size in (2, 70):  # idle: every candidate gets its share
+        idle = LeastRequestPicker([Fake(f"i{n}") for n in range(size)], rng=random.Random(5))
+        spread = Counter(idle.pick_any().key for _ in range(100 * size))  # type: ignore[union-attr]
+        assert len(spread) == size and max(spread.values()) / min(spread.values()) < 2
 
     class LastPicker(Picker[Fake]):
         def pick(self, exclude: Collection[str] = ()) -> Fake | None:

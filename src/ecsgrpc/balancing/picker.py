@@ -18,8 +18,10 @@ candidates (cross-zone traffic costs money on AWS and adds latency).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import operator
 import random
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -148,6 +150,16 @@ class LeastRequestPicker(Picker[C]):
             else ()
         )
         self._npairs = len(self._pairs)
+        if self._pairs and self._uniform:
+            # The per-call path without a Python frame: every ordered pair once per
+            # turn, in an order shuffled per picker, each taking the one with fewer
+            # calls in flight (min() keeps the first of a tie: a pair's first is
+            # as likely to be either). All C: map, min, attrgetter, cycle.
+            turn = list(self._pairs)
+            (rng or random).shuffle(turn)
+            self.pick_any: Callable[[], C | None] = map(
+                _LESS_LOADED, itertools.cycle(turn)
+            ).__next__
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         cands = self.candidates
@@ -179,17 +191,9 @@ class LeastRequestPicker(Picker[C]):
             return other if other.key not in exclude else self._fallback(exclude)
         return chosen
 
-    def pick_any(self) -> C | None:
-        # pick(()) in fewer steps for the usual case (2 to _PAIRS_UP_TO candidates
-        # of equal weight): the per-call path. Keep in step with pick().
-        pairs = self._pairs
-        if pairs and self._uniform:
-            a, b = pairs[int(self._rand() * self._npairs)]
-            return a if a.in_flight <= b.in_flight else b
-        return self.pick(())
-
 
 _PAIRS_UP_TO = 64  # 4,032 pairs at most, built once per picker (per state change)
+_LESS_LOADED = functools.partial(min, key=operator.attrgetter("in_flight"))
 
 
 # A policy builds a picker from the candidates it may choose among.
