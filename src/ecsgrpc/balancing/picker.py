@@ -9,7 +9,10 @@ Policies:
 * ``round_robin``: each ready endpoint in turn (smooth weighted when weights differ).
 * ``least_request`` (default): power of two choices: sample two distinct ready
   endpoints, take the one with fewer in-flight calls per unit of weight. Cheap,
-  and it steers away from slow endpoints because their calls pile up.
+  and it steers away from slow endpoints because their calls pile up. On the
+  per-call path (``pick_any``, 2-64 endpoints of equal weight) the two samples
+  are every ordered pair once per turn, in an order shuffled per picker
+  (uniform over pairs, like independent draws, without a draw per pick).
 
 Zone awareness sits in :func:`select_candidates`, before the policy: when the
 caller's zone is known and the zone has enough ready endpoints, only those are
@@ -18,10 +21,8 @@ candidates (cross-zone traffic costs money on AWS and adds latency).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
-import operator
 import random
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -151,15 +152,19 @@ class LeastRequestPicker(Picker[C]):
         )
         self._npairs = len(self._pairs)
         if self._pairs and self._uniform:
-            # The per-call path without a Python frame: every ordered pair once per
-            # turn, in an order shuffled per picker, each taking the one with fewer
-            # calls in flight (min() keeps the first of a tie: a pair's first is
-            # as likely to be either). All C: map, min, attrgetter, cycle.
-            turn = list(self._pairs)
-            (rng or random).shuffle(turn)
-            self.pick_any: Callable[[], C | None] = map(
-                _LESS_LOADED, itertools.cycle(turn)
-            ).__next__
+            # The per-call path: every ordered pair once per turn, in an order
+            # shuffled per picker, the one with fewer calls in flight taken (the
+            # pair's first on a tie: as likely to be either). A closure over the
+            # turn (itertools.cycle's __next__): no attribute lookups, no draw.
+            order = list(self._pairs)
+            (rng or random).shuffle(order)
+            turn = itertools.cycle(order).__next__
+
+            def pick_any() -> C | None:
+                a, b = turn()
+                return a if a.in_flight <= b.in_flight else b
+
+            self.pick_any = pick_any  # type: ignore[method-assign]
 
     def pick(self, exclude: Collection[str] = ()) -> C | None:
         cands = self.candidates
@@ -193,7 +198,6 @@ class LeastRequestPicker(Picker[C]):
 
 
 _PAIRS_UP_TO = 64  # 4,032 pairs at most, built once per picker (per state change)
-_LESS_LOADED = functools.partial(min, key=operator.attrgetter("in_flight"))
 
 
 # A policy builds a picker from the candidates it may choose among.
