@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,24 @@ def test_unresolvable_target_is_one_line_and_exit_1(dnsmasq: Dnsmasq) -> None:
     assert "cannot resolve" in result.stderr and "NXDOMAIN" in result.stderr
 
 
+@pytest.fixture
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Children see Ctrl-C as from a terminal, however this suite was started.
+
+    A non-interactive shell that starts a command in the background (``make test &``,
+    ``nohup ... &``) sets SIGINT to ignored, and an ignored signal stays ignored in every
+    child (the convention that keeps Ctrl-C from reaching background jobs): the
+    ``discover --watch`` started here would never see its Ctrl-C.
+    """
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_watch_prints_each_change_until_ctrl_c(dnsmasq: Dnsmasq) -> None:
     dnsmasq.set_hosts({"agent.test": ["127.0.0.2"]})
     time.sleep(0.3)
