@@ -62,6 +62,7 @@ async def test_clients_that_retry_at_once_after_overload_get_the_limit_back(
             sampler.cancel()
             load.close()
         limits = [limit for p, limit, _ in samples if p == "storm"]
+        end = [(limit, in_flight) for p, limit, in_flight in samples if p == "end"] or [(0, 0)]
         report = (
             f"closed loop before: {served:.0f}/s; overload: "
             f"{sum(o.status == 200 for o in overload) / 3:.0f}/s served, "
@@ -70,7 +71,9 @@ async def test_clients_that_retry_at_once_after_overload_get_the_limit_back(
             f"{sum(o.status == 503 for o in storm) / 3:.0f}/s refused, limit "
             f"{min(limits)}-{max(limits)}; last second: "
             f"{sum(o.status == 200 for o in last):.0f} served, "
-            f"{sum(o.status == 503 for o in last)} refused, limit {limiter.limit}"
+            f"{sum(o.status == 503 for o in last)} refused, limit {limiter.limit} "
+            f"({min(e[0] for e in end)}-{max(e[0] for e in end)} in that second, "
+            f"in flight up to {max(e[1] for e in end)})"
         )
         if os.environ.get("STORM_REPORT"):
             print(report)
