@@ -9,9 +9,12 @@ closed loop again (``params["after_steps"]``: its rate, CPU per 200 and the
 other statuses it got), which says whether the gateway recovered. Per step: goodput
 (200s per second), p99 of the 200s, answers by status (503 refused at once,
 504, other), the gateway's RSS at the end of the step, its CPU per
-conversation served (refusals included), and how busy its core was.
+conversation served (refusals included), how busy its core was, and how
+busy the agents and the load generator kept theirs (``others_cpu_pct``; a note
+says when they were full, and the step then measured the rig as much as the
+gateway).
 
-The load generator is a small raw HTTP/1.1 client over asyncio streams with
+The load generator is a small raw HTTP/1.1 client (an asyncio protocol) with
 keep-alive connections (a pool of up to :data:`MAX_CONNECTIONS`). With two
 cores or more the gateway is pinned (every thread, ``sched_setaffinity``) to
 the first core and the agents and the load generator to the others, so the
@@ -60,7 +63,11 @@ COLUMNS = (
     "rss_mb",
     "cpu_ms_per_ok",
     "gateway_cpu_pct",
+    "others_cpu_pct",
 )
+# The agents' and load generator's cores this busy in a step: they, not only the
+# gateway, limited what the step served.
+OTHERS_SATURATED_PCT = 95.0
 _SERVING = re.compile(r"gateway serving on http://(\S+)")
 _BODY = json.dumps({"messages": [{"role": "user", "content": "one two three four"}]}).encode()
 
@@ -78,48 +85,121 @@ class Outcome:
     latency: float
 
 
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of :class:`HttpLoad`, one request at a time.
+
+    An answer is read whole however its bytes arrive; an answer that is not one
+    (no status line, no content-length, bytes past its end) fails the request
+    and drops the connection, and a connection the server closed is not reused.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[tuple[int, bool]] | None = None
+        self.closed = False
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():
+            self.close()  # an answer nobody asked for: this connection is out of step
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self._buffer[:end])
+        try:
+            status, length = _status_and_length(head)
+        except ValueError as exc:
+            self.waiter.set_exception(exc)
+            return
+        total = end + 4 + length
+        if len(self._buffer) < total:
+            return
+        if len(self._buffer) > total:  # bytes past the answer: out of step
+            self.waiter.set_exception(ValueError("more bytes than one answer"))
+            return
+        self._buffer.clear()
+        self.waiter.set_result((status, b"connection: close" in head.lower()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+_LENGTH = re.compile(rb"content-length: *(\d+)", re.I)
+
+
+def _status_and_length(head: bytes) -> tuple[int, int]:
+    """An answer head's status and content-length; ValueError when it has none."""
+    length = _LENGTH.search(head)
+    if length is None:
+        raise ValueError(f"an answer without content-length: {head[:80]!r}")
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP/1.x status line: {head[:80]!r}")
+    return int(parts[1]), int(length.group(1))
+
+
 @dataclass
 class HttpLoad:
     """Keep-alive HTTP/1.1 connections to ``host:port``, one request at a time each."""
 
     host: str
     port: int
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = field(
-        default_factory=list
-    )
+    idle: list[tuple[_Connection, float]] = field(default_factory=list)
     open_count: int = 0
+    _request: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._request = _request(self.host)
 
     async def one(self, started: float) -> Outcome:
         """POST a conversation; its status and latency from ``started`` (perf_counter)."""
-        while self.idle and self.idle[-1][2] < time.perf_counter() - IDLE_REUSE:
-            self.idle.pop()[1].close()  # the gateway may have closed it (keep-alive timeout)
+        while self.idle and (
+            self.idle[-1][1] < time.perf_counter() - IDLE_REUSE or self.idle[-1][0].closed
+        ):
+            self.idle.pop()[0].close()  # the gateway may have closed it (keep-alive timeout)
             self.open_count -= 1
         if self.idle:
-            reader, writer, _ = self.idle.pop()
+            conn = self.idle.pop()[0]
         elif self.open_count < MAX_CONNECTIONS:
             self.open_count += 1
             try:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                _, conn = await asyncio.get_running_loop().create_connection(
+                    _Connection, self.host, self.port
+                )
             except OSError:
                 self.open_count -= 1
                 return Outcome(0, time.perf_counter() - started)
         else:
             return Outcome(-1, 0.0)  # the client's own limit: not sent
+        assert conn.transport is not None
+        conn.waiter = asyncio.get_running_loop().create_future()
         try:
-            writer.write(_request(self.host))
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))  # type: ignore[union-attr]
-            await reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, ValueError, AttributeError):
-            writer.close()
+            conn.transport.write(self._request)
+            status, close = await conn.waiter
+        except (OSError, ValueError):
+            conn.close()
             self.open_count -= 1
             return Outcome(0, time.perf_counter() - started)
-        if b"connection: close" in head.lower():
-            writer.close()
+        finally:
+            conn.waiter = None
+        if close:
+            conn.close()
             self.open_count -= 1
         else:
-            self.idle.append((reader, writer, time.perf_counter()))
+            self.idle.append((conn, time.perf_counter()))
         return Outcome(status, time.perf_counter() - started)
 
     async def closed_loop(self, concurrency: int, seconds: float) -> list[Outcome]:
@@ -162,8 +242,8 @@ class HttpLoad:
         return outcomes, reached
 
     def close(self) -> None:
-        for _, writer, _ in self.idle:
-            writer.close()
+        for conn, _ in self.idle:
+            conn.close()
         self.idle.clear()
 
 
@@ -236,6 +316,41 @@ def pin(pid: int, cores: set[int]) -> None:
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
             os.sched_setaffinity(int(task.name), cores)
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User and system CPU of process ``pid`` (every thread); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class OthersCpu:
+    """How busy the agents and this process (the load generator) kept their cores.
+
+    On a small machine they share the cores the gateway is not pinned to; when
+    those are full, the agents answer late and the gateway waits on them: the
+    step measured the rig as much as the gateway.
+    """
+
+    pids: list[int]
+    cores: int
+    _cpu: float = 0.0
+    _wall: float = 0.0
+
+    def _now(self) -> float:
+        return sum(_process_cpu_seconds(pid) for pid in self.pids) + time.process_time()
+
+    def start(self) -> None:
+        self._cpu, self._wall = self._now(), time.perf_counter()
+
+    def pct(self) -> float:
+        """Their CPU since :meth:`start`, as % of their cores' time."""
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        return (self._now() - self._cpu) / wall / max(1, self.cores) * 100
 
 
 @contextlib.contextmanager
@@ -324,6 +439,10 @@ async def run(ctx: Context) -> ScenarioResult:
         async with _gateway(target) as gateway:
             with _placement(gateway, fleet) as gateway_cores:
                 result.params["gateway_cores"] = gateway_cores
+                others = OthersCpu(
+                    [agent.pid for agent in fleet.agents],
+                    len(os.sched_getaffinity(0)) if gateway_cores else os.cpu_count() or 1,
+                )
                 load = HttpLoad(gateway.host, gateway.port)
                 ctx.progress(f"{NAME}: measuring saturation")
                 await load.closed_loop(SATURATION_CLIENTS, pause)  # warm up
@@ -331,7 +450,9 @@ async def run(ctx: Context) -> ScenarioResult:
                 # throughput, untouched by admission (a closed-loop client re-sends a
                 # refused request at once, which measures refusals, not service).
                 sat_seconds = max(1.0, seconds / 2)
+                others.start()
                 saturation, before_cpu, _ = await _saturation(load, gateway, sat_seconds)
+                saturation_others = others.pct()
                 series: dict[str, list[Any]] = {
                     "multiple": [],
                     "offered": [],
@@ -342,12 +463,14 @@ async def run(ctx: Context) -> ScenarioResult:
                     ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
                     await asyncio.sleep(pause)
                     cpu0, wall0 = gateway.cpu_seconds(), time.perf_counter()
+                    others.start()
                     outcomes, reached = await load.open_loop(multiple * saturation, seconds)
                     cpu = gateway.cpu_seconds() - cpu0
                     metrics = summarize(outcomes, seconds, cpu)
                     metrics["offered_rps"] = reached
                     metrics["rss_mb"] = gateway.rss_mb()
                     metrics["gateway_cpu_pct"] = cpu / (time.perf_counter() - wall0) * 100
+                    metrics["others_cpu_pct"] = others.pct()
                     result.rows.append(Row("gateway", metrics, case=f"{multiple:g}x"))
                     series["multiple"].append(multiple)
                     series["offered"].append(reached)
@@ -361,6 +484,7 @@ async def run(ctx: Context) -> ScenarioResult:
                 load.close()
                 result.params["saturation_rps"] = round(saturation, 1)
                 result.params["saturation_cpu_ms_per_ok"] = round(before_cpu, 3)
+                result.params["saturation_others_cpu_pct"] = round(saturation_others, 1)
                 result.params["after_steps"] = {
                     "rps": round(after, 1),
                     "cpu_ms_per_ok": round(after_cpu, 3),
@@ -370,7 +494,25 @@ async def run(ctx: Context) -> ScenarioResult:
     finally:
         await fleet.aclose()
     _targets(result, saturation)
+    _note_others(result)
     return result
+
+
+def _note_others(result: ScenarioResult) -> None:
+    """Say when the agents' and load generator's cores were full (the rig, not the gateway)."""
+    busy = {
+        case: pct
+        for case, pct in [("saturation", result.params.get("saturation_others_cpu_pct"))]
+        + [(r.case, r.metrics.get("others_cpu_pct")) for r in result.rows]
+        if isinstance(pct, float) and pct >= OTHERS_SATURATED_PCT
+    }
+    if busy:
+        result.notes.append(
+            "the agents and the load generator kept their cores "
+            + ", ".join(f"{pct:.0f} % busy at {case}" for case, pct in busy.items())
+            + ": there the agents had no CPU to spare, the gateway's conversations waited on "
+            "them, and saturation and goodput measure this machine as much as the gateway"
+        )
 
 
 def _targets(result: ScenarioResult, saturation: float) -> None:

@@ -1,0 +1,228 @@
+"""The ``gateway_overload`` bench's instruments.
+
+:class:`HttpLoad`, against a real server on loopback, is the load of
+``gateway_overload`` and of the gateway measuring scripts: it must read each
+answer whole (however it arrives), keep connections alive, open a new one when
+the server closes, and count a broken answer as a failure (status 0), never as
+a success. :class:`OthersCpu` says how busy the agents and the load generator
+kept their cores, and the scenario says so when they were full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from ecsgrpc_apps.bench.gateway_overload import HttpLoad, OthersCpu, _note_others
+from ecsgrpc_apps.bench.results import Row, ScenarioResult
+
+pytestmark = pytest.mark.timeout(30)
+
+HOST = "127.0.0.31"
+# An answer writer; False: stop serving this connection.
+Answer = Callable[[asyncio.StreamWriter, int], Awaitable[bool]]
+
+
+def _answer(status: int, body: bytes = b"{}", extra: str = "") -> bytes:
+    return (
+        f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+class Server:
+    """Reads whole requests (head, then content-length bytes) and answers with ``answer``."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests = 0
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.requests += 1
+                if not await self.answer(writer, self.requests):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[HttpLoad]:
+        server = await asyncio.start_server(self._serve, HOST, 0)
+        self.port = server.sockets[0].getsockname()[1]
+        load = HttpLoad(HOST, self.port)
+        try:
+            yield load
+        finally:
+            load.close()
+            server.close()
+            await server.wait_closed()
+
+
+async def test_answers_are_read_whole_over_one_kept_alive_connection() -> None:
+    async def ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_answer(200, b'{"reply": "x"}'))
+        return True
+
+    server = Server(ok)
+    async with server.running() as load:
+        outcomes = [await load.one(time.perf_counter()) for _ in range(5)]
+    assert [o.status for o in outcomes] == [200] * 5
+    assert all(o.latency > 0 for o in outcomes)
+    assert server.connections == 1
+    assert server.requests == 5
+
+
+async def test_an_answer_that_arrives_in_pieces_is_one_answer() -> None:
+    async def in_pieces(writer: asyncio.StreamWriter, n: int) -> bool:
+        whole = _answer(503, b'{"error": "overloaded"}', "retry-after: 1\r\n")
+        cuts = [0, 10, len(whole) - 5, len(whole)]  # mid status line, mid body
+        for begin, end in itertools.pairwise(cuts):
+            if begin:
+                await asyncio.sleep(0.02)
+            writer.write(whole[begin:end])
+            await writer.drain()
+        return True
+
+    server = Server(in_pieces)
+    async with server.running() as load:
+        first = await load.one(time.perf_counter())
+        second = await load.one(time.perf_counter())
+    assert (first.status, second.status) == (503, 503)
+    assert first.latency >= 0.04  # it waited for the last piece
+    assert server.connections == 1
+
+
+async def test_connection_close_is_honoured_and_the_next_request_reconnects() -> None:
+    async def close_after_first(writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_answer(200, extra="connection: close\r\n" if n == 1 else ""))
+        return n != 1
+
+    server = Server(close_after_first)
+    async with server.running() as load:
+        statuses = [(await load.one(time.perf_counter())).status for _ in range(3)]
+        assert load.open_count == 1
+    assert statuses == [200, 200, 200]
+    assert server.connections == 2
+
+
+async def test_a_connection_closed_without_an_answer_is_a_failure_not_a_hang() -> None:
+    async def hang_up(writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 2:
+            return False  # closes without answering the second request
+        writer.write(_answer(200))
+        return True
+
+    server = Server(hang_up)
+    async with server.running() as load:
+        statuses = [(await load.one(time.perf_counter())).status for _ in range(3)]
+        assert load.open_count == 1  # the broken connection is not counted any more
+    assert statuses == [200, 0, 200]
+    assert server.connections == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    async def one_answer_then_close(writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_answer(200))
+        await writer.drain()
+        return False  # answer, then close (as a keep-alive timeout would)
+
+    server = Server(one_answer_then_close)
+    async with server.running() as load:
+        first = await load.one(time.perf_counter())
+        await asyncio.sleep(0.1)  # the close reaches the client
+        second = await load.one(time.perf_counter())
+    assert (first.status, second.status) == (200, 200)
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{}",  # no content-length
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\n",  # bytes past it
+        b"garbage\r\ncontent-length: 0\r\n\r\n",  # no status
+    ],
+    ids=["no-length", "extra-bytes", "no-status"],
+)
+async def test_a_broken_answer_is_a_failure_and_its_connection_is_dropped(raw: bytes) -> None:
+    async def broken_first(writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(raw if n == 1 else _answer(200))
+        return n != 1
+
+    server = Server(broken_first)
+    async with server.running() as load:
+        first = await load.one(time.perf_counter())
+        second = await load.one(time.perf_counter())
+        assert load.open_count == 1
+    assert (first.status, second.status) == (0, 200)
+    assert server.connections == 2
+
+
+async def test_a_closed_loop_keeps_at_most_its_concurrency_of_connections() -> None:
+    async def slow_ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        await asyncio.sleep(0.005)
+        writer.write(_answer(200))
+        return True
+
+    server = Server(slow_ok)
+    async with server.running() as load:
+        outcomes = await load.closed_loop(4, 0.3)
+    assert outcomes
+    assert all(o.status == 200 for o in outcomes)
+    assert server.connections == 4
+    assert server.requests == len(outcomes)
+
+
+def test_others_cpu_counts_a_busy_process_and_not_an_idle_one() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)  # both started
+        burning, sleeping = OthersCpu([busy.pid], cores=1), OthersCpu([idle.pid], cores=1)
+        burning.start()
+        sleeping.start()
+        time.sleep(1.0)  # this process sleeps: only the children's CPU counts
+        # On 2 shared cores a spinning process gets at least a good part of one.
+        assert burning.pct() > 30
+        assert sleeping.pct() < 10
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait(10)
+
+
+def test_the_scenario_says_when_the_agents_cores_were_full() -> None:
+    def result(saturation: float, steps: dict[str, float]) -> ScenarioResult:
+        out = ScenarioResult("gateway_overload", "t", ("others_cpu_pct",))
+        out.params["saturation_others_cpu_pct"] = saturation
+        out.rows = [Row("gateway", {"others_cpu_pct": pct}, case=c) for c, pct in steps.items()]
+        return out
+
+    full = result(99.2, {"0.5x": 60.0, "1.5x": 97.4, "2x": 100.0})
+    _note_others(full)
+    assert len(full.notes) == 1
+    assert "99 % busy at saturation, 97 % busy at 1.5x, 100 % busy at 2x" in full.notes[0]
+
+    room = result(80.0, {"0.5x": 40.0, "2x": 94.9})
+    _note_others(room)
+    assert room.notes == []
