@@ -4,7 +4,8 @@
 ``gateway_overload`` and of the gateway measuring scripts: it must read each
 answer whole (however it arrives), keep connections alive, open a new one when
 the server closes, and count a broken answer as a failure (status 0), never as
-a success. :class:`OthersCpu` says how busy the agents and the load generator
+a success. :class:`AgentPool` serves the agent endpoints the gateway is
+measured against. :class:`OthersCpu` says how busy the agents and the load generator
 kept their cores, and the scenario says so when they were full.
 """
 
@@ -18,8 +19,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import grpc
 import pytest
 
+from ecsgrpc_apps.bench.agent_pool import AgentPool
 from ecsgrpc_apps.bench.gateway_overload import HttpLoad, OthersCpu, _note_others
 from ecsgrpc_apps.bench.results import Row, ScenarioResult
 
@@ -226,3 +229,37 @@ def test_the_scenario_says_when_the_agents_cores_were_full() -> None:
     room = result(80.0, {"0.5x": 40.0, "2x": 94.9})
     _note_others(room)
     assert room.notes == []
+
+
+def test_the_agent_pool_serves_each_endpoint_as_an_agent_with_health() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ecsgrpc_apps.workflow import SERVICE_NAME, pb2, workflow_stub
+
+    hosts = ["127.0.0.44", "127.0.0.45"]
+    pool = AgentPool(hosts)
+    addresses = pool.start()
+    try:
+        assert [a.rsplit(":", 1)[0] for a in addresses] == hosts
+        request = pb2.ConversationRequest(messages=[pb2.Message(role="user", content="a b c")])
+        for host, address in zip(hosts, addresses, strict=True):
+            with grpc.insecure_channel(address) as channel:
+                events = list(workflow_stub(channel).ProcessConversation(request, timeout=10))
+                health = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10
+                )
+            assert [e.text for e in events] == ["", "a", " b", " c", ""]
+            assert {e.served_by for e in events} == {f"agent-{host}"}
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        pool.stop()
+    assert pool.proc is not None
+    assert pool.proc.returncode == 0  # SIGTERM: a clean stop
+
+
+def test_an_agent_pool_that_cannot_bind_says_why() -> None:
+    pool = AgentPool(["192.0.2.1"])  # TEST-NET-1: not an address of this machine
+    with pytest.raises(RuntimeError, match="did not serve"):
+        pool.start(timeout=20)
+    assert pool.proc is not None
+    assert pool.proc.poll() is not None

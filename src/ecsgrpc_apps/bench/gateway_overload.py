@@ -1,6 +1,8 @@
 """Scenario ``gateway_overload``: the API Gateway past its saturation point.
 
-Three agents, one ``ecsgrpc gateway`` process, and an open-loop HTTP load
+Three agent endpoints (:class:`AgentPool`: the reference servicer on plain
+``grpc.aio`` servers in one process, so the agents' side costs less than the
+gateway it measures), one ``ecsgrpc gateway`` process, and an open-loop HTTP load
 (arrivals on a fixed schedule, latency counted from the scheduled time, so a
 stalled gateway cannot slow the load down and hide its own latency). First a
 closed-loop run measures the gateway's saturation ``S`` (JSON conversations
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecsgrpc_apps.bench.fleet import AgentFleet
+from ecsgrpc_apps.bench.agent_pool import AgentPool
 from ecsgrpc_apps.bench.results import Metric, Row, ScenarioResult, check
 from ecsgrpc_apps.bench.settings import Context
 
@@ -47,6 +49,7 @@ __all__ = ["GatewayProcess", "HttpLoad", "plot", "run"]
 
 NAME = "gateway_overload"
 GATEWAY_HOST = "127.0.0.30"
+AGENT_HOSTS = ("127.0.0.41", "127.0.0.42", "127.0.0.43")
 MAX_CONNECTIONS = 256
 SATURATION_CLIENTS = 12
 IDLE_REUSE = 2.0  # seconds; the gateway closes idle keep-alive connections after 5
@@ -354,7 +357,7 @@ class OthersCpu:
 
 
 @contextlib.contextmanager
-def _placement(gateway: GatewayProcess, fleet: AgentFleet) -> Iterator[list[int] | None]:
+def _placement(gateway: GatewayProcess, agent_pids: list[int]) -> Iterator[list[int] | None]:
     """The gateway on the first core, agents and this process on the others (2+ cores)."""
     before = os.sched_getaffinity(0)
     cores = sorted(before)
@@ -363,8 +366,8 @@ def _placement(gateway: GatewayProcess, fleet: AgentFleet) -> Iterator[list[int]
         return
     rest = set(cores[1:])
     pin(gateway.proc.pid, {cores[0]})
-    for agent in fleet.agents:
-        pin(agent.pid, rest)
+    for pid in agent_pids:
+        pin(pid, rest)
     pin(os.getpid(), rest)
     try:
         yield [cores[0]]
@@ -430,17 +433,22 @@ async def run(ctx: Context) -> ScenarioResult:
         f"Gateway overload: open loop at {', '.join(f'{m:g}x' for m in STEPS)} of saturation, "
         f"{seconds:g}s each",
         COLUMNS,
-        params={"step_seconds": seconds, "steps": list(STEPS), "agents": 3},
+        params={
+            "step_seconds": seconds,
+            "steps": list(STEPS),
+            "agents": len(AGENT_HOSTS),
+            "agents_in": "one process (AgentPool)",
+        },
     )
-    fleet = AgentFleet(3, dns=False)
+    pool = AgentPool(AGENT_HOSTS)
     try:
-        spec = await fleet.start()
-        target = "static:///" + ",".join(spec.addresses)
+        addresses = await asyncio.to_thread(pool.start)
+        target = "static:///" + ",".join(addresses)
         async with _gateway(target) as gateway:
-            with _placement(gateway, fleet) as gateway_cores:
+            with _placement(gateway, [pool.pid]) as gateway_cores:
                 result.params["gateway_cores"] = gateway_cores
                 others = OthersCpu(
-                    [agent.pid for agent in fleet.agents],
+                    [pool.pid],
                     len(os.sched_getaffinity(0)) if gateway_cores else os.cpu_count() or 1,
                 )
                 load = HttpLoad(gateway.host, gateway.port)
@@ -492,7 +500,7 @@ async def run(ctx: Context) -> ScenarioResult:
                 }
                 result.series = series
     finally:
-        await fleet.aclose()
+        await asyncio.to_thread(pool.stop)
     _targets(result, saturation)
     _note_others(result)
     return result
