@@ -298,8 +298,7 @@ class GatewayProcess:
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float:
         assert self.proc is not None
@@ -321,13 +320,17 @@ def pin(pid: int, cores: set[int]) -> None:
             os.sched_setaffinity(int(task.name), cores)
 
 
-def _process_cpu_seconds(pid: int) -> float:
-    """User and system CPU of process ``pid`` (every thread); 0 once it is gone."""
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU of process ``pid`` (every thread); OSError once it is gone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_or_zero(pid: int) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu_seconds(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -345,7 +348,7 @@ class OthersCpu:
     _wall: float = 0.0
 
     def _now(self) -> float:
-        return sum(_process_cpu_seconds(pid) for pid in self.pids) + time.process_time()
+        return sum(_cpu_or_zero(pid) for pid in self.pids) + time.process_time()
 
     def start(self) -> None:
         self._cpu, self._wall = self._now(), time.perf_counter()
