@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ecsgrpc_apps.scheduling import thread_policies
 from tests.gateway.support import SSE, conversation, read_frames
 from tests.support.agents import AgentProcess, wait_until
 
@@ -176,6 +177,47 @@ async def test_the_gateway_serves_and_drains_on_the_event_loop_and_parser_asked_
     log = gw.log_text()
     assert f"event loop: {loop}" in log
     assert f"http parser: {parser}" in log
+    assert "Traceback" not in log
+
+
+@needs_string_targets
+@pytest.mark.parametrize(("policy", "expected"), [(None, "SCHED_BATCH"), ("normal", "SCHED_OTHER")])
+async def test_every_gateway_thread_runs_under_the_cpu_policy_asked_for(
+    policy: str | None,
+    expected: str,
+    agents: Callable[..., AgentProcess],
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    # Batch by default (docs/gateway.md, "CPU scheduling"): gRPC's threads, started
+    # after the policy was set, inherit it; so does every thread the gateway has.
+    agent = agents("127.0.0.2")
+    gw = gateway_process(
+        "--host",
+        "127.0.0.13",
+        "--port",
+        "0",
+        "--target",
+        f"static:///{agent.address}",
+        env={"GATEWAY_CPU_POLICY": policy} if policy else {},
+    )
+    assert gw.url, gw.log_text()
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        assert await wait_until(lambda: _ready(http), 10), gw.log_text()
+        answer = await http.post("/v1/conversations", json=conversation("one two"))
+        assert answer.json()["reply"] == "one two"
+    policies = thread_policies(gw.proc.pid)
+    assert len(policies) >= 3, policies  # the loop's thread and gRPC's own, at least
+    assert set(policies.values()) == {getattr(os, expected)}, policies
+    assert f"cpu policy: {policy or 'batch'}" in gw.log_text()
+
+
+def test_an_unknown_cpu_policy_fails_at_start_naming_it(
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    gw = gateway_process("--host", "127.0.0.13", "--port", "0", env={"GATEWAY_CPU_POLICY": "fifo"})
+    assert gw.proc.wait(15) == 2
+    log = gw.log_text()
+    assert "GATEWAY_CPU_POLICY='fifo'" in log
     assert "Traceback" not in log
 
 

@@ -185,6 +185,8 @@ def test_agent_and_gateway_run_as_ecs_runs_them(engine: Engine, network: tuple[s
     said = logs.stdout + logs.stderr
     assert "event loop: uvloop" in said, said[-3000:]
     assert "http parser: httptools" in said, said[-3000:]
+    # Docker's default seccomp profile lets a process choose SCHED_BATCH for itself.
+    assert "cpu policy: batch" in said, said[-3000:]
 
 
 def _free_port() -> int:

@@ -70,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
     configure_from_env("api-gateway", None)
     from ecsgrpc_apps.gateway.connections import http_parser
     from ecsgrpc_apps.gateway.runner import event_loop_factory, run_gateway
+    from ecsgrpc_apps.scheduling import apply_cpu_policy
 
     factory, name = event_loop_factory(settings.event_loop)
     http_parser(settings.http_parser)  # a parser that is not installed stops the start here
-    logging.getLogger("ecsgrpc_apps.gateway").info("event loop: %s", name)
+    gateway_log = logging.getLogger("ecsgrpc_apps.gateway")
+    gateway_log.info("event loop: %s", name)
+    # Before gRPC starts its threads: they inherit the policy (docs/gateway.md).
+    gateway_log.info("cpu policy: %s", apply_cpu_policy(settings.cpu_policy))
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(run_gateway(settings, target=args.target))
