@@ -23,7 +23,7 @@ import grpc
 import pytest
 
 from ecsgrpc_apps.bench.agent_pool import AgentPool
-from ecsgrpc_apps.bench.gateway_overload import HttpLoad, OthersCpu, _note_others
+from ecsgrpc_apps.bench.gateway_overload import HttpLoad, OthersCpu, _note_others, other_statuses
 from ecsgrpc_apps.bench.results import Row, ScenarioResult
 
 pytestmark = pytest.mark.timeout(30)
@@ -141,6 +141,21 @@ async def test_a_connection_closed_without_an_answer_is_a_failure_not_a_hang() -
         assert load.open_count == 1  # the broken connection is not counted any more
     assert statuses == [200, 0, 200]
     assert server.connections == 2
+
+
+async def test_the_other_statuses_are_named_with_their_counts() -> None:
+    answers = iter([_answer(200), _answer(503), _answer(502), _answer(502), None, _answer(504)])
+
+    async def answer(writer: asyncio.StreamWriter, n: int) -> bool:
+        raw = next(answers)
+        if raw is None:
+            return False  # hangs up: status 0
+        writer.write(raw)
+        return True
+
+    async with Server(answer).running() as load:
+        outcomes = [await load.one(time.perf_counter()) for _ in range(6)]
+    assert other_statuses(outcomes) == {"0": 1, "502": 2}
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:

@@ -10,7 +10,8 @@ serves the same servicer (:class:`WorkflowAgentServicer`, same events, same
 ``grpc.aio`` server per address, all in one process: the gateway still sees
 three endpoints, three connections and the same stream per conversation,
 at less CPU on the agents' side (no server metrics, tracing or per-call
-interceptors, one process's threads instead of three).
+interceptors, one process's threads instead of three), and under the
+gateway's own CPU policy, ``SCHED_BATCH`` (:mod:`ecsgrpc_apps.scheduling`).
 
     python -m ecsgrpc_apps.bench.agent_pool 127.0.0.61 127.0.0.62 127.0.0.63
 
@@ -35,6 +36,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from ecsgrpc_apps.scheduling import apply_cpu_policy
 from ecsgrpc_apps.workflow import SERVICE_NAME, pb2_grpc
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer
 from ecsgrpc_apps.workflow.settings import AgentSettings
@@ -122,5 +124,6 @@ class AgentPool:
 
 
 if __name__ == "__main__":
+    apply_cpu_policy("batch")  # before gRPC starts its threads: they inherit it
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(sys.argv[1:]))

@@ -10,7 +10,10 @@ per second); then open loop at 0.5x, 1x, 1.5x and 2x ``S``; then the same
 closed loop again (``params["after_steps"]``: its rate, CPU per 200 and the
 other statuses it got), which says whether the gateway recovered. Per step: goodput
 (200s per second), p99 of the 200s, answers by status (503 refused at once,
-504, other), the gateway's RSS at the end of the step, its CPU per
+504, other; ``params["other_statuses"]`` names the others per step: an HTTP
+status, 0 for a connection that failed, closed or gave no answer, -1 for a
+request the load generator did not send because all its connections were
+busy), the gateway's RSS at the end of the step, its CPU per
 conversation served (refusals included), how busy its core was, and how
 busy the agents and the load generator kept theirs (``others_cpu_pct``; a note
 says when they were full, and the step then measured the rig as much as the
@@ -400,6 +403,12 @@ def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, 
     }
 
 
+def other_statuses(outcomes: list[Outcome]) -> dict[str, int]:
+    """The statuses that are not 200, 503 or 504, and how many of each (the ``other`` column)."""
+    codes = Counter(o.status for o in outcomes if o.status not in (200, 503, 504))
+    return {str(code): n for code, n in sorted(codes.items())}
+
+
 async def _saturation(
     load: HttpLoad, gateway: GatewayProcess, seconds: float
 ) -> tuple[float, float, dict[str, int]]:
@@ -414,6 +423,22 @@ async def _saturation(
     ok = codes.pop(200, 0)
     cpu_ms = (gateway.cpu_seconds() - cpu0) / max(1, ok) * 1000
     return ok / seconds, cpu_ms, {str(code): n for code, n in sorted(codes.items())}
+
+
+async def _open_step(
+    load: HttpLoad, gateway: GatewayProcess, others: OthersCpu, rate: float, seconds: float
+) -> tuple[dict[str, Metric], dict[str, int]]:
+    """One open-loop step at ``rate``: its row's metrics and its other statuses."""
+    cpu0, wall0 = gateway.cpu_seconds(), time.perf_counter()
+    others.start()
+    outcomes, reached = await load.open_loop(rate, seconds)
+    cpu = gateway.cpu_seconds() - cpu0
+    metrics = summarize(outcomes, seconds, cpu)
+    metrics["offered_rps"] = reached
+    metrics["rss_mb"] = gateway.rss_mb()
+    metrics["gateway_cpu_pct"] = cpu / (time.perf_counter() - wall0) * 100
+    metrics["others_cpu_pct"] = others.pct()
+    return metrics, other_statuses(outcomes)
 
 
 @contextlib.asynccontextmanager
@@ -473,18 +498,14 @@ async def run(ctx: Context) -> ScenarioResult:
                 for multiple in STEPS:
                     ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
                     await asyncio.sleep(pause)
-                    cpu0, wall0 = gateway.cpu_seconds(), time.perf_counter()
-                    others.start()
-                    outcomes, reached = await load.open_loop(multiple * saturation, seconds)
-                    cpu = gateway.cpu_seconds() - cpu0
-                    metrics = summarize(outcomes, seconds, cpu)
-                    metrics["offered_rps"] = reached
-                    metrics["rss_mb"] = gateway.rss_mb()
-                    metrics["gateway_cpu_pct"] = cpu / (time.perf_counter() - wall0) * 100
-                    metrics["others_cpu_pct"] = others.pct()
+                    metrics, other = await _open_step(
+                        load, gateway, others, multiple * saturation, seconds
+                    )
+                    if other:
+                        result.params.setdefault("other_statuses", {})[f"{multiple:g}x"] = other
                     result.rows.append(Row("gateway", metrics, case=f"{multiple:g}x"))
                     series["multiple"].append(multiple)
-                    series["offered"].append(reached)
+                    series["offered"].append(metrics["offered_rps"])
                     series["goodput"].append(metrics["goodput_rps"])
                     series["p99"].append(metrics["p99_ms"])
                 # The same closed loop again after the steps: does the gateway serve as
