@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import grpc
@@ -10,6 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from ecsgrpc_apps.scheduling import thread_policies
 from ecsgrpc_apps.workflow import SERVICE_NAME, pb2, pb2_grpc
 from tests.support.agents import AgentProcess, wait_until
 
@@ -166,3 +170,32 @@ async def test_many_concurrent_conversations_each_get_their_own_stream(
     for i, events in enumerate(results):
         assert "".join(e.text for e in events) == f"n{i} m{i}"
         assert {e.conversation_id for e in events} == {f"c{i}"}
+
+
+@pytest.mark.parametrize(("policy", "expected"), [(None, "SCHED_BATCH"), ("normal", "SCHED_OTHER")])
+async def test_every_agent_thread_runs_under_the_cpu_policy_asked_for(
+    agents: Callable[..., AgentProcess], policy: str | None, expected: str
+) -> None:
+    # Batch by default, as the gateway (docs/gateway.md, "CPU scheduling"): gRPC's
+    # server threads, started after the policy was set, inherit it.
+    agent = agents("127.0.0.3", env={"AGENT_CPU_POLICY": policy} if policy else {})
+    events = await _collect(agent.address, _request("one two"))
+    assert "".join(e.text for e in events) == "one two"
+    policies = thread_policies(agent.proc.pid)
+    assert len(policies) >= 3, policies  # the loop's thread and gRPC's own, at least
+    assert set(policies.values()) == {getattr(os, expected)}, policies
+    assert f"cpu policy: {policy or 'batch'}" in agent.log_text()
+
+
+def test_an_unknown_cpu_policy_stops_the_agent_naming_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ecsgrpc", "agent", "--host", "127.0.0.3", "--port", "0"],
+        env={**os.environ, "AGENT_CPU_POLICY": "fifo"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "AGENT_CPU_POLICY" in result.stderr
+    assert "fifo" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ import pytest
 from ecsgrpc.config import Secret, ServerSettings, load
 from ecsgrpc.errors import ConfigError
 from ecsgrpc.security.settings import ClientSecuritySettings
+from ecsgrpc_apps.workflow.settings import AgentSettings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -68,3 +69,23 @@ def test_booleans(value: str) -> None:
 def test_a_bad_boolean_says_what_is_accepted() -> None:
     with pytest.raises(ConfigError, match="GRPC_LOG_JSON='maybe': not a boolean"):
         load(ServerSettings, env={"GRPC_LOG_JSON": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("cls", "env", "field", "expected"),
+    [
+        (ServerSettings, {"GRPC_LOG_LEVEL": "info"}, "log_level", "INFO"),
+        (ServerSettings, {"GRPC_LOG_LEVEL": "Warning"}, "log_level", "WARNING"),
+        (AgentSettings, {"AGENT_CPU_POLICY": "BATCH"}, "cpu_policy", "batch"),
+        (AgentSettings, {"AGENT_CPU_POLICY": "Normal"}, "cpu_policy", "normal"),
+    ],
+)
+def test_a_choice_is_matched_whatever_its_case_and_kept_as_spelled_in_the_choices(
+    cls: type, env: dict[str, str], field: str, expected: str
+) -> None:
+    assert getattr(load(cls, env=env), field) == expected
+
+
+def test_a_value_that_is_no_choice_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match="AGENT_CPU_POLICY='fifo': must be one of batch, normal"):
+        load(AgentSettings, env={"AGENT_CPU_POLICY": "fifo"})

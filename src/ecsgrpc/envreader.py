@@ -171,7 +171,15 @@ def load(
     return cls(**values)
 
 
+def _choice(choices: tuple[str, ...], value: str) -> str | None:
+    """The choice ``value`` names, whatever its case (``info`` is ``INFO``), or None."""
+    folded = value.casefold()
+    return next((choice for choice in choices if choice.casefold() == folded), None)
+
+
 def _coerce(spec: _Spec, value: Any) -> Any:
+    if spec.choices is not None and isinstance(value, str):
+        return _choice(spec.choices, value) or value
     if spec.kind in ("path", "secret") and value == "":
         return None
     if spec.kind == "path" and isinstance(value, str):
@@ -267,6 +275,6 @@ def _text_problem(spec: _Spec, value: str) -> str | None:
         return f"must have at least {spec.min_length} character(s)"
     if spec.max_length is not None and len(value) > spec.max_length:
         return f"must have at most {spec.max_length} characters"
-    if spec.choices is not None and value.upper() not in spec.choices:
+    if spec.choices is not None and _choice(spec.choices, value) is None:
         return f"must be one of {', '.join(spec.choices)}"
     return None

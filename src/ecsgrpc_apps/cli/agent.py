@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
 from ecsgrpc.cli.base import CommandParser, add_version
@@ -11,6 +12,7 @@ from ecsgrpc.config import ServerSettings, load
 from ecsgrpc.logs import configure_logging
 from ecsgrpc.server import serve
 from ecsgrpc_apps.cli.flags import SettingFlags, check_free
+from ecsgrpc_apps.scheduling import apply_cpu_policy
 from ecsgrpc_apps.telemetry.setup import configure_from_env
 from ecsgrpc_apps.workflow import emf
 from ecsgrpc_apps.workflow.agent import WorkflowAgentServicer, agent_service
@@ -67,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     )
     # OpenTelemetry export as the OTEL_* variables say (otel extra).
     configure_from_env("workflow-agent", servicer.instance_id)
+    # Before gRPC starts its threads: they inherit the policy (docs/gateway.md).
+    logging.getLogger("ecsgrpc_apps.workflow").info(
+        "cpu policy: %s", apply_cpu_policy(agent_settings.cpu_policy)
+    )
     return asyncio.run(_serve(servicer, agent_settings, server_settings))
 
 

@@ -146,6 +146,13 @@ class AgentSettings:
     metrics_interval_seconds: float = setting(
         10.0, kind="float", ge=1, le=60, help="Seconds between two metric lines."
     )
+    cpu_policy: str = setting(
+        "batch",
+        kind="str",
+        choices=("batch", "normal"),
+        help="Linux CPU scheduling policy of the agent's threads: batch (SCHED_BATCH: gRPC's "
+        "threads and the event loop do not preempt each other when they wake) or normal.",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
