@@ -8,6 +8,14 @@ normal traffic alongside run the gateway and its agent as their own
 processes, as a user runs them: in this process the attackers' cost on the
 gateway (about 0.4 ms of CPU per slowloris 408 cycle, 200 of them a second)
 would land on the normal clients' own event loop too.
+
+Those two were marked xfail while runs failed on this shared 2-core machine
+(single stalls of 100-300 ms at load 2.9-5.6, with other work on the machine).
+On 2026-11-30, under the measurement lock at load 1.3-2.4, 16 of 16 runs of
+both passed with the gateway's default CPU policy (batch) and 3 of 3 with
+``GATEWAY_CPU_POLICY=normal``: header abuse at 0.66-0.99 of its 100 ms limit
+(its attacked p99, 33-50 ms against 13-25 ms alone, is held by the floor, not
+by the 2x), slowloris at 0.52-0.69. They are plain tests again.
 """
 
 from __future__ import annotations
@@ -271,19 +279,6 @@ async def test_a_head_dribbled_a_few_bytes_at_a_time_hits_the_same_size_limit(pa
         assert "2048 bytes" in body["error"]["message"]  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="goal not met reliably on the shared 2-core machine. 2026-11-30, under the "
-    "measurement lock: this test (processes, the same warm clients in every round) passed "
-    "5 of 5 (0.86-1.21x of the 50 ms floor) at load 1.1-2.5 before merging main's httptools "
-    "parser and 431 linger (bc62340); after the merge 2 of 3 at load 2.0-3.0, one 2.18x "
-    "(109 vs 50 ms). The attackers' own CPU is 1.0-1.5 s per 3 s, half a core of the 2. "
-    "(Before this session the test passed because its baseline counted the creation of "
-    "its httpx clients, 150-330 ms of its loop's lag per round.) Later the same day, the "
-    "gateway on a core of its own (attackers, agent and this process on the other): 2 of 3 "
-    "at load 1.9-5.3 (0.85x, 0.69x; one 5.9x: a single 300 ms stall among 382 calls, the "
-    "attacked p50 twice the baseline's). Issue open",
-)
 async def test_header_abuse_leaves_normal_traffic_alone(tmp_path: Path) -> None:
     # As processes (see test_slowloris_...): in this process the 8 attackers' 100 kB
     # heads cost the normal clients' own loop too (in-process, interleaved under the
@@ -332,20 +327,6 @@ async def scraped(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="goal not met reliably on the shared 2-core machine. 2026-11-30, this test "
-    "(gateway and agent as processes, the same warm clients in every round), under the "
-    "measurement lock at load 2.9-5.6: 9 of 11 runs passed (p99 ratios 0.61-1.71), two "
-    "failed at 2.9x (152 vs 52 ms) and 3.1x (170 vs 55 ms); with a fixed head timeout "
-    "1 of 3 passed (13.2x, 3.9x). Found and fixed: the old in-process test timed the "
-    "creation of its httpx clients (150-330 ms of its loop's lag at each round's start, "
-    "in both p99s); 200 attackers in step got their 408s in one loop batch (about 0.4 ms "
-    "of gateway CPU each), now spread over 1-1.25x the timeout. Left: the attackers' own "
-    "CPU, about 20 % of a core on the same 2 cores, and the machine's other load. Later, "
-    "the gateway on a core of its own (attackers, agent and this process on the other): 3 "
-    "of 3 at load 1.9-5.3 (1.00x, 0.59x, 0.73x); too few runs to call it reliable (issue open)",
-)
 async def test_slowloris_leaves_normal_traffic_alone(tmp_path: Path) -> None:
     # The gateway and its agent run as a user runs them, each its own process, so
     # the attackers' cost lands where it would in production: on the gateway.
