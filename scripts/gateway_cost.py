@@ -9,7 +9,8 @@ gateway's CPU (from /proc) per conversation served and the conversations/s.
 ``direct grpc`` is a plain ``grpc.aio`` client (gRPC's ``round_robin`` over
 the same agents, the same request) in its own process on the gateway's core,
 ``direct ecsgrpc`` the same over ``ecsgrpc.connect()`` (the gateway's
-channel): their CPU per conversation and conversations/s. Prints each measurement, then
+channel), ``direct ecsgrpc-batch`` that under ``SCHED_BATCH`` (``chrt --batch``,
+as the gateway runs): their CPU per conversation and conversations/s. Prints each measurement, then
 the medians and each variant's ratio to the first one.
 
 A variant is ``NAME`` (this code), ``NAME=SRC`` (``PYTHONPATH=SRC``: another
@@ -145,9 +146,12 @@ async def _gateway_round(
     return out
 
 
-def _direct_round(target: str, core: int, args: argparse.Namespace) -> tuple[float, float]:
+def _direct_round(
+    target: str, core: int, args: argparse.Namespace, *, batch: bool = False
+) -> tuple[float, float]:
     proc = subprocess.Popen(
         [
+            *(["chrt", "--batch", "0"] if batch else []),  # threads inherit the policy
             sys.executable,
             "-c",
             _DIRECT,
@@ -181,11 +185,12 @@ async def main(args: argparse.Namespace) -> None:
                     )
             if not args.direct:
                 continue
-            for name, direct in (
-                ("grpc", "ipv4:" + target.removeprefix("static:///")),
-                ("ecsgrpc", target),
+            for name, direct, batch in (
+                ("grpc", "ipv4:" + target.removeprefix("static:///"), False),
+                ("ecsgrpc", target, False),
+                ("ecsgrpc-batch", target, True),
             ):
-                value = await asyncio.to_thread(_direct_round, direct, core, args)
+                value = await asyncio.to_thread(_direct_round, direct, core, args, batch=batch)
                 results.setdefault(f"direct {name}", []).append(value)
                 line = f"cpu {value[0]:.3f} ms  {value[1]:.0f}/s"
                 print(f"round {rnd} direct   {name} {line}", flush=True)
