@@ -320,3 +320,11 @@ async def test_the_favicon_is_served() -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/svg+xml"
     assert response.text.startswith("<svg")
+
+
+async def test_the_latency_tolerance_setting_reaches_the_limiter() -> None:
+    async with running_gateway(latency_tolerance=3.5) as gw:
+        app = gw.server.config.app
+        assert app.front.limiter.config.tolerance == 3.5
+    async with running_gateway() as gw:
+        assert gw.server.config.app.front.limiter.config.tolerance == 2.0  # the default

@@ -247,3 +247,21 @@ def test_overload_that_meets_the_starting_limit_is_cut_to_the_knee_within_a_few_
     # and the cut is not a collapse: the knee holds while the overload lasts
     overload(limit, clock, 1, windows=100)
     assert 4 <= limit.limit <= 8
+
+
+def test_a_larger_tolerance_settles_at_a_proportionally_larger_limit() -> None:
+    # GATEWAY_LATENCY_TOLERANCE: latency may grow to tolerance x baseline before a
+    # cut, so on a server whose latency grows linearly past 10 in flight the limit
+    # settles near 10 x tolerance.
+    settled = {}
+    for tolerance in (2.0, 4.0):
+        clock = Clock()
+        limit = AdaptiveLimit(
+            LimitConfig(max_limit=500, initial_limit=200, tolerance=tolerance), clock=clock
+        )
+        warm(limit, clock)
+        drive(limit, clock, server, windows=200)
+        settled[tolerance] = limit.limit
+    assert 10 <= settled[2.0] <= 40, settled
+    assert 25 <= settled[4.0] <= 80, settled
+    assert settled[4.0] >= 1.5 * settled[2.0], settled

@@ -221,6 +221,18 @@ def test_an_unknown_cpu_policy_fails_at_start_naming_it(
     assert "Traceback" not in log
 
 
+def test_a_latency_tolerance_below_1_fails_at_start_naming_it(
+    gateway_process: Callable[..., GatewayProcess],
+) -> None:
+    gw = gateway_process(
+        "--host", "127.0.0.13", "--port", "0", env={"GATEWAY_LATENCY_TOLERANCE": "0.5"}
+    )
+    assert gw.proc.wait(15) == 2
+    log = gw.log_text()
+    assert "GATEWAY_LATENCY_TOLERANCE='0.5'" in log
+    assert "Traceback" not in log
+
+
 def test_an_unknown_event_loop_fails_at_start_naming_it(
     gateway_process: Callable[..., GatewayProcess],
 ) -> None:

@@ -159,6 +159,7 @@ def create_app(
             max_limit=settings.max_concurrency,
             min_limit=min(settings.min_concurrency, settings.max_concurrency),
             initial_limit=min(32, settings.max_concurrency),
+            tolerance=settings.latency_tolerance,
             adaptive=settings.adaptive_concurrency,
         )
     )

@@ -63,6 +63,13 @@ class GatewaySettings(BaseSettings):
         "phase (JSON: until the reply; SSE: until the first event). Above the limit: 503.",
     )
     min_concurrency: int = Field(4, ge=1, description="Floor of the adaptive concurrency limit.")
+    latency_tolerance: float = Field(
+        2.0,
+        ge=1.0,
+        le=20.0,
+        description="How many times its no-load latency a conversation's time to first event "
+        "may take before the adaptive limit shrinks.",
+    )
     adaptive_concurrency: bool = Field(
         True,
         description="Adapt the limit to latency (a gradient limiter); off: fixed at "
