@@ -322,9 +322,10 @@ async def test_the_favicon_is_served() -> None:
     assert response.text.startswith("<svg")
 
 
-async def test_the_latency_tolerance_setting_reaches_the_limiter() -> None:
-    async with running_gateway(latency_tolerance=3.5) as gw:
-        app = gw.server.config.app
-        assert app.front.limiter.config.tolerance == 3.5
-    async with running_gateway() as gw:
-        assert gw.server.config.app.front.limiter.config.tolerance == 2.0  # the default
+async def test_the_limiter_settings_reach_the_limiter() -> None:
+    async with running_gateway(latency_tolerance=3.5, min_concurrency=6) as gw:
+        config = gw.server.config.app.front.limiter.config
+        assert (config.tolerance, config.min_limit) == (3.5, 6)
+    async with running_gateway() as gw:  # the defaults (docs/gateway.md, docs/benchmarks.md)
+        config = gw.server.config.app.front.limiter.config
+        assert (config.tolerance, config.min_limit, config.max_limit) == (2.0, 12, 256)

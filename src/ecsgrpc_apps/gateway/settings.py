@@ -62,7 +62,13 @@ class GatewaySettings(BaseSettings):
         description="Ceiling of the adaptive concurrency limit: conversations in their working "
         "phase (JSON: until the reply; SSE: until the first event). Above the limit: 503.",
     )
-    min_concurrency: int = Field(4, ge=1, description="Floor of the adaptive concurrency limit.")
+    min_concurrency: int = Field(
+        12,
+        ge=1,
+        description="Floor of the adaptive concurrency limit: fewer conversations in their "
+        "working phase are never refused. Below about 12 the gateway's event loop handles too "
+        "few events per turn and serves less under overload (docs/benchmarks.md).",
+    )
     latency_tolerance: float = Field(
         2.0,
         ge=1.0,
