@@ -12,11 +12,12 @@ on the gateway, about 15-19 involuntary context switches per conversation.
 woken batch thread does not preempt a running one: it runs when the running
 thread waits (the event loop in ``epoll_wait``) or its time slice ends. The
 event loop then finds several events at each wake. Measured on the gateway:
-about 1 involuntary switch per conversation and 20-25 % less CPU per
-conversation (docs/gateway.md, "CPU scheduling"). The cost: a thread woken
-while another process runs on its CPU waits for that process's slice instead
-of taking the CPU at once, so a process that shares its CPUs with busy
-neighbours can see a few milliseconds more latency.
+2-3 involuntary switches per conversation instead of 20-26, and about a
+fifth less CPU per conversation (docs/gateway.md, "CPU scheduling"). The
+cost is latency while the CPU is busy: a woken thread waits until the
+running one sleeps or its time slice ends (a few milliseconds at most),
+whether the running one is this process's event loop or another process
+on the same CPU.
 
 Any process may move itself from ``SCHED_OTHER`` to ``SCHED_BATCH`` (no
 capability is needed). Threads inherit the policy of the thread that creates
