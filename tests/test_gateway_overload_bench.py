@@ -211,6 +211,53 @@ async def test_a_closed_loop_keeps_at_most_its_concurrency_of_connections() -> N
     assert server.requests == len(outcomes)
 
 
+async def test_the_open_loop_sends_on_schedule_whatever_the_answers() -> None:
+    """Open loop: arrivals go out at their times while earlier ones wait on answers.
+
+    The server answers each request 0.3 s after it came; at 50/s for 1 s, a
+    closed loop would have sent one request per connection and waited. Latency
+    counts from the scheduled time, so it includes every wait.
+    """
+    arrived: list[float] = []
+
+    async def slow_ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        arrived.append(time.perf_counter())
+        await asyncio.sleep(0.3)
+        writer.write(_answer(200))
+        return True
+
+    server = Server(slow_ok)
+    async with server.running() as load:
+        begin = time.perf_counter()
+        outcomes, reached = await load.open_loop(50, 1.0)
+    assert len(outcomes) == 50
+    assert all(o.status == 200 for o in outcomes)
+    assert 45 <= reached <= 55
+    # Each connection carries one request at a time: with answers 0.3 s away,
+    # about 15 were open together; all 50 were sent within the second.
+    assert 10 <= server.connections <= 20
+    assert max(arrived) - begin < 1.1
+    assert sum(t - begin < 0.5 for t in arrived) >= 20  # not held back by the answers
+    assert all(0.29 <= o.latency < 1.0 for o in outcomes)
+
+
+async def test_the_open_loop_counts_what_it_could_not_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With all its connections waiting, an arrival is not sent and counts as -1."""
+    monkeypatch.setattr("ecsgrpc_apps.bench.gateway_overload.MAX_CONNECTIONS", 3)
+
+    async def slow_ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        await asyncio.sleep(0.5)
+        writer.write(_answer(200))
+        return True
+
+    server = Server(slow_ok)
+    async with server.running() as load:
+        outcomes, _ = await load.open_loop(20, 0.5)
+    statuses = sorted(o.status for o in outcomes)
+    assert statuses == [-1] * 7 + [200] * 3
+    assert server.requests == 3
+
+
 def test_others_cpu_counts_a_busy_process_and_not_an_idle_one() -> None:
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -223,6 +270,13 @@ def test_others_cpu_counts_a_busy_process_and_not_an_idle_one() -> None:
         # On 2 shared cores a spinning process gets at least a good part of one.
         assert burning.pct() > 30
         assert sleeping.pct() < 10
+        agents, own = burning.split()
+        assert agents > 30
+        assert own < 10  # this process (the load generator's) slept
+        spin_until = time.process_time() + 0.3
+        while time.process_time() < spin_until:
+            pass  # now this process burns: counted apart from the agents
+        assert sleeping.split()[1] > 10
     finally:
         for proc in (busy, idle):
             proc.kill()
@@ -244,6 +298,19 @@ def test_the_scenario_says_when_the_agents_cores_were_full() -> None:
     room = result(80.0, {"0.5x": 40.0, "2x": 94.9})
     _note_others(room)
     assert room.notes == []
+
+
+def test_the_scenario_says_how_much_of_the_full_cores_the_load_generator_took() -> None:
+    out = ScenarioResult("gateway_overload", "t", ("others_cpu_pct", "loadgen_cpu_pct"))
+    out.params["saturation_others_cpu_pct"] = 96.0
+    out.params["saturation_loadgen_cpu_pct"] = 12.0
+    out.rows = [
+        Row("gateway", {"others_cpu_pct": 70.0, "loadgen_cpu_pct": 6.0}, case="0.5x"),
+        Row("gateway", {"others_cpu_pct": 97.0, "loadgen_cpu_pct": 21.5}, case="2x"),
+    ]
+    _note_others(out)
+    assert len(out.notes) == 2
+    assert "took 12 % at saturation, 6 % at 0.5x, 22 % at 2x" in out.notes[1]
 
 
 def test_the_agent_pool_serves_each_endpoint_as_an_agent_with_health() -> None:
