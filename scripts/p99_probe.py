@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +84,15 @@ class TimedLoad(HttpLoad):
         self.delays: list[tuple[float, float, int]] = []
         self.starts: list[tuple[float, float, int]] = []
 
-    async def one(self, started: float) -> Outcome:
+    def start(self, started: float, record: Callable[[Outcome], None]) -> None:
         delay = time.perf_counter() - started
-        outcome = await super().one(started)
-        self.delays.append((delay, outcome.latency, outcome.status))
-        self.starts.append((started, outcome.latency, outcome.status))
-        return outcome
+
+        def timed(outcome: Outcome) -> None:
+            self.delays.append((delay, outcome.latency, outcome.status))
+            self.starts.append((started, outcome.latency, outcome.status))
+            record(outcome)
+
+        super().start(started, timed)
 
 
 def _q(values: list[float], q: float) -> float:
