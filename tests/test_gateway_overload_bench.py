@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +24,13 @@ import grpc
 import pytest
 
 from ecsgrpc_apps.bench.agent_pool import AgentPool
-from ecsgrpc_apps.bench.gateway_overload import HttpLoad, OthersCpu, _note_others, other_statuses
+from ecsgrpc_apps.bench.gateway_overload import (
+    HttpLoad,
+    OthersCpu,
+    _generator_batched,
+    _note_others,
+    other_statuses,
+)
 from ecsgrpc_apps.bench.results import Row, ScenarioResult
 
 pytestmark = pytest.mark.timeout(30)
@@ -256,6 +263,36 @@ async def test_the_open_loop_counts_what_it_could_not_send(monkeypatch: pytest.M
     statuses = sorted(o.status for o in outcomes)
     assert statuses == [-1] * 7 + [200] * 3
     assert server.requests == 3
+
+
+def test_the_generator_is_batched_during_the_steps_and_restored_after() -> None:
+    """Only the calling thread (the generator's loop) changes, and only while inside."""
+    import threading
+
+    other_policy: list[int] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        ready.set()
+        done.wait(10)
+        other_policy.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    ready.wait(10)
+    before = os.sched_getscheduler(0)
+    try:
+        with _generator_batched() as policy:
+            assert policy == "batch"
+            assert os.sched_getscheduler(0) == os.SCHED_BATCH
+            done.set()
+            thread.join(10)
+        assert os.sched_getscheduler(0) == before
+        assert other_policy == [before]  # the other thread kept its policy
+    finally:
+        done.set()
+        thread.join(10)
+        os.sched_setscheduler(0, before, os.sched_param(0))
 
 
 def test_others_cpu_counts_a_busy_process_and_not_an_idle_one() -> None:
