@@ -265,6 +265,26 @@ async def test_the_open_loop_counts_what_it_could_not_send(monkeypatch: pytest.M
     assert server.requests == 3
 
 
+async def test_an_answer_after_its_caller_gave_up_is_dropped_quietly() -> None:
+    """A request whose awaiting caller was cancelled: its late answer raises nothing."""
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+
+    async def late_ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        await asyncio.sleep(0.2 if n == 1 else 0)
+        writer.write(_answer(200))
+        return True
+
+    server = Server(late_ok)
+    async with server.running() as load:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(load.one(time.perf_counter()), 0.05)
+        await asyncio.sleep(0.3)  # the first answer arrives for nobody
+        second = await load.one(time.perf_counter())
+    assert second.status == 200
+    assert errors == []
+
+
 def test_the_generator_is_batched_during_the_steps_and_restored_after() -> None:
     """Only the calling thread (the generator's loop) changes, and only while inside."""
     import threading

@@ -217,7 +217,12 @@ class HttpLoad:
     async def one(self, started: float) -> Outcome:
         """POST a conversation; its status and latency from ``started`` (perf_counter)."""
         answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self.start(started, answer.set_result)
+
+        def record(outcome: Outcome) -> None:
+            if not answer.done():  # not when the caller was cancelled meanwhile
+                answer.set_result(outcome)
+
+        self.start(started, record)
         return await answer
 
     def _idle_connection(self) -> _Connection | None:
@@ -264,10 +269,10 @@ class HttpLoad:
     async def open_loop(self, rate: float, seconds: float) -> tuple[list[Outcome], float]:
         """Arrivals every ``1/rate`` s for ``seconds``; the outcomes and the rate reached.
 
-        Each arrival is sent when its time comes (the event loop wakes at most
-        once a millisecond, so a few may go out together), whatever the answers
-        to earlier ones; outcomes still unanswered ``seconds + 5`` after the
-        last arrival are left out.
+        Each arrival is sent when its time comes, whatever the answers to
+        earlier ones (the generator sleeps at least a millisecond between
+        rounds, so a few may go out together); outcomes still unanswered
+        ``seconds + 5`` after the last arrival are left out.
         """
         outcomes: list[Outcome] = []
         loop = asyncio.get_running_loop()
@@ -287,16 +292,14 @@ class HttpLoad:
         total = int(rate * seconds)
         while sent < total:
             now = time.perf_counter()
-            due = begin + sent / rate
-            if due > now:
-                # A millisecond at least: uvloop's timers count whole milliseconds,
-                # and a shorter sleep would spin the loop.
-                await asyncio.sleep(max(due - now, 0.001))
-                continue
             while sent < total and begin + sent / rate <= now:
                 waiting += 1
                 self.start(begin + sent / rate, record)
                 sent += 1
+            if sent < total:
+                # A millisecond at least: answers get read between rounds, and
+                # uvloop's timers count whole milliseconds (a shorter sleep spins).
+                await asyncio.sleep(max(begin + sent / rate - now, 0.001))
         reached = sent / max(time.perf_counter() - begin, 1e-9)
         all_sent = True
         if waiting:
