@@ -29,6 +29,8 @@ from ecsgrpc_apps.bench.gateway_overload import (
     OthersCpu,
     _generator_batched,
     _note_others,
+    _note_saturation,
+    _targets,
     other_statuses,
 )
 from ecsgrpc_apps.bench.results import Row, ScenarioResult
@@ -368,6 +370,50 @@ def test_the_scenario_says_how_much_of_the_full_cores_the_load_generator_took() 
     _note_others(out)
     assert len(out.notes) == 2
     assert "took 12 % at saturation, 6 % at 0.5x, 22 % at 2x" in out.notes[1]
+
+
+def _stepped(saturation: float, after: float, goodput: float) -> ScenarioResult:
+    out = ScenarioResult("gateway_overload", "t", ("goodput_rps", "p99_ms"))
+    out.params["saturation_rps"] = saturation
+    out.params["after_steps"] = {"rps": after, "cpu_ms_per_ok": 1.0, "not_200": {}}
+    out.rows = [
+        Row("gateway", {"goodput_rps": goodput / 2, "p99_ms": 10.0}, case="0.5x"),
+        Row("gateway", {"goodput_rps": goodput, "p99_ms": 15.0}, case="1.5x"),
+        Row("gateway", {"goodput_rps": goodput, "p99_ms": 25.0}, case="2x"),
+    ]
+    return out
+
+
+def test_goodput_is_judged_against_the_higher_closed_loop() -> None:
+    """A slow closed loop before the steps does not lower the goodput target."""
+    slow_before = _stepped(saturation=900.0, after=1100.0, goodput=950.0)
+    _targets(slow_before)
+    assert slow_before.params["target_base_rps"] == 1100.0
+    goodput = [t for t in slow_before.targets if t.metric == "goodput_rps"]
+    assert [t.case for t in goodput] == ["1.5x", "2x"]
+    assert all(t.op == ">=" and t.goal == pytest.approx(990) and not t.met for t in goodput)
+
+    # A low closed loop after the steps (a gateway that has not recovered) does
+    # not lower it either.
+    slow_after = _stepped(saturation=1000.0, after=400.0, goodput=950.0)
+    _targets(slow_after)
+    assert slow_after.params["target_base_rps"] == 1000.0
+    assert all(t.met for t in slow_after.targets if t.metric == "goodput_rps")
+    p99 = [t for t in slow_after.targets if t.metric == "p99_ms"]
+    assert [(t.case, t.met) for t in p99] == [("1.5x", True), ("2x", False)]  # 2x of 10 ms
+
+
+def test_the_scenario_says_when_s_left_the_gateways_core_part_idle() -> None:
+    idle = ScenarioResult("gateway_overload", "t", ())
+    idle.params["saturation_gateway_cpu_pct"] = 84.8
+    _note_saturation(idle)
+    assert len(idle.notes) == 1
+    assert idle.notes[0].startswith("while S was measured the gateway's core was 85 % busy")
+
+    full = ScenarioResult("gateway_overload", "t", ())
+    full.params["saturation_gateway_cpu_pct"] = 96.0
+    _note_saturation(full)
+    assert full.notes == []
 
 
 def test_the_agent_pool_serves_each_endpoint_as_an_agent_with_health() -> None:

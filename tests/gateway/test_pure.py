@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,7 +13,13 @@ from ecsgrpc.errors import NoEndpointAvailable, StreamInterrupted
 from ecsgrpc_apps.gateway.errors import from_grpc
 from ecsgrpc_apps.gateway.lifecycle import GatewayState, Lifecycle, can_transition
 from ecsgrpc_apps.gateway.limits import is_json_media_type
-from ecsgrpc_apps.gateway.sse import ClientGone, DisconnectWatcher, sse_frame
+from ecsgrpc_apps.gateway.sse import (
+    ClientGone,
+    DisconnectWatcher,
+    EventStreamResponse,
+    LastFrame,
+    sse_frame,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -159,3 +166,42 @@ async def test_a_disconnect_between_steps_cancels_nothing_and_fails_the_next_ste
         return "ran"
 
     assert await asyncio.wait_for(serve(), 5) == "gone at once"
+
+
+async def _messages(*frames: bytes) -> list[dict[str, Any]]:
+    """The ASGI messages an EventStreamResponse of ``frames`` sends."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        for frame in frames:
+            yield frame
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    response = EventStreamResponse(stream(), DisconnectWatcher(_Connection().receive))
+    await response({"type": "http"}, _Connection().receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+async def test_the_last_frame_ends_the_body_in_the_same_message() -> None:
+    """One write for the final frame and the end of the chunked body, not two."""
+    first = sse_frame("a", event_id="1")
+    done = sse_frame("{}", event="done", last=True)
+    assert isinstance(done, LastFrame) and done == b"event: done\ndata: {}\n\n"
+    sent = await _messages(first, done)
+    assert [(m["type"], m.get("body"), m.get("more_body")) for m in sent] == [
+        ("http.response.start", None, None),
+        ("http.response.body", first, True),
+        ("http.response.body", done, False),
+    ]
+
+
+async def test_a_stream_without_a_last_frame_still_ends_its_body() -> None:
+    first = sse_frame("a", event_id="1")
+    sent = await _messages(first)
+    assert [(m.get("body"), m.get("more_body")) for m in sent[1:]] == [
+        (first, True),
+        (b"", False),
+    ]

@@ -8,7 +8,8 @@ stalled gateway cannot slow the load down and hide its own latency). First a
 closed-loop run measures the gateway's saturation ``S`` (JSON conversations
 per second); then open loop at 0.5x, 1x, 1.5x and 2x ``S``; then the same
 closed loop again (``params["after_steps"]``: its rate, CPU per 200 and the
-other statuses it got), which says whether the gateway recovered. Per step: goodput
+other statuses it got), which says whether the gateway recovered; the goodput
+target is 90 % of the higher of the two closed loops. Per step: goodput
 (200s per second), p99 of the 200s, answers by status (503 refused at once,
 504, other; ``params["other_statuses"]`` names the others per step: an HTTP
 status, 0 for a connection that failed, closed or gave no answer, -1 for a
@@ -81,6 +82,8 @@ COLUMNS = (
 # The agents' and load generator's cores this busy in a step: they, not only the
 # gateway, limited what the step served.
 OTHERS_SATURATED_PCT = 95.0
+# The gateway's core at least this busy while S is measured: S is its saturation.
+GATEWAY_SATURATED_PCT = 90.0
 _SERVING = re.compile(r"gateway serving on http://(\S+)")
 _BODY = json.dumps({"messages": [{"role": "user", "content": "one two three four"}]}).encode()
 
@@ -620,6 +623,8 @@ async def run(ctx: Context) -> ScenarioResult:
                 load.close()
                 result.params["saturation_rps"] = round(saturation, 1)
                 result.params["saturation_cpu_ms_per_ok"] = round(before_cpu, 3)
+                # ms per 200 x 200s per second: ms of the gateway's CPU per second.
+                result.params["saturation_gateway_cpu_pct"] = round(before_cpu * saturation / 10, 1)
                 result.params["saturation_others_cpu_pct"] = round(
                     saturation_agents + saturation_loadgen, 1
                 )
@@ -633,9 +638,22 @@ async def run(ctx: Context) -> ScenarioResult:
                 result.series = series
     finally:
         await asyncio.to_thread(pool.stop)
-    _targets(result, saturation)
+    _targets(result)
     _note_others(result)
+    _note_saturation(result)
     return result
+
+
+def _note_saturation(result: ScenarioResult) -> None:
+    """Say when the closed loop that measured ``S`` left the gateway's core part idle."""
+    busy = result.params.get("saturation_gateway_cpu_pct")
+    if isinstance(busy, float) and busy < GATEWAY_SATURATED_PCT:
+        result.notes.append(
+            f"while S was measured the gateway's core was {busy:.0f} % busy: the closed "
+            "loop's 12 clients waited on answers rather than on the gateway's CPU, so S "
+            "understates what the gateway serves (the goodput target uses the higher of "
+            "the closed loops before and after the steps)"
+        )
 
 
 def _note_others(result: ScenarioResult) -> None:
@@ -669,7 +687,17 @@ def _note_others(result: ScenarioResult) -> None:
         )
 
 
-def _targets(result: ScenarioResult, saturation: float) -> None:
+def _targets(result: ScenarioResult) -> None:
+    """Goodput at 1.5x and 2x against 90 % of ``S``; p99 there against 2x the 0.5x step's.
+
+    ``S`` for the goodput target is the higher of the two closed loops (before
+    and after the steps, ``params["target_base_rps"]``): a closed loop in a slow
+    minute of the machine, or one that left the cores part idle, measures less
+    than the gateway serves, and 90 % of that would be an easy target.
+    """
+    params = result.params
+    saturation = max(params["saturation_rps"], params.get("after_steps", {}).get("rps", 0.0))
+    params["target_base_rps"] = saturation
     rows = {r.case: r.metrics for r in result.rows}
     base = rows.get("0.5x", {}).get("p99_ms")
     for case in ("1.5x", "2x"):
@@ -683,7 +711,7 @@ def _targets(result: ScenarioResult, saturation: float) -> None:
                 ">=",
                 0.9 * saturation,
                 case=case,
-                note="90% of saturation",
+                note="90% of saturation (the higher closed loop, before or after the steps)",
             )
         )
         if isinstance(base, float):
@@ -704,7 +732,8 @@ def _targets(result: ScenarioResult, saturation: float) -> None:
 def plot(plt: Any, scenario: dict[str, Any]) -> Any:
     """Goodput and p99 against the offered load."""
     series = scenario["series"]
-    saturation = scenario["params"]["saturation_rps"]
+    params = scenario["params"]
+    saturation = params.get("target_base_rps", params["saturation_rps"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(series["offered"], series["goodput"], marker="o", color="#1f77b4", label="goodput")
     left.plot(series["offered"], series["offered"], linestyle=":", color="#888", label="offered")

@@ -289,9 +289,9 @@ class Conversations:
                 err.message,
             )
             body = err.body().model_dump(mode="json")
-            yield sse_frame(json.dumps(body, separators=(",", ":")), event="error")
+            yield sse_frame(json.dumps(body, separators=(",", ":")), event="error", last=True)
             return
-        yield sse_frame(_dump(assembler.done()), event="done")
+        yield sse_frame(_dump(assembler.done()), event="done", last=True)
 
     async def _collect(
         self,

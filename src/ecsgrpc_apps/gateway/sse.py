@@ -20,7 +20,14 @@ from typing import TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["HEARTBEAT", "ClientGone", "DisconnectWatcher", "EventStreamResponse", "sse_frame"]
+__all__ = [
+    "HEARTBEAT",
+    "ClientGone",
+    "DisconnectWatcher",
+    "EventStreamResponse",
+    "LastFrame",
+    "sse_frame",
+]
 
 HEARTBEAT = b": keep-alive\n\n"
 
@@ -34,15 +41,25 @@ SSE_HEADERS = [
 ]
 
 
-def sse_frame(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
-    """One SSE frame; ``data`` may span lines (each becomes a ``data:`` line)."""
+class LastFrame(bytes):
+    """A frame after which the stream ends: sent with the end of the body, in one write."""
+
+
+def sse_frame(
+    data: str, *, event: str | None = None, event_id: str | None = None, last: bool = False
+) -> bytes:
+    """One SSE frame; ``data`` may span lines (each becomes a ``data:`` line).
+
+    ``last``: the stream's final frame (a :class:`LastFrame`).
+    """
     lines = []
     if event is not None:
         lines.append(f"event: {event}")
     if event_id is not None:
         lines.append(f"id: {event_id}")
     lines.extend(f"data: {line}" for line in (data.split("\n") if data else [""]))
-    return ("\n".join(lines) + "\n\n").encode()
+    frame = ("\n".join(lines) + "\n\n").encode()
+    return LastFrame(frame) if last else frame
 
 
 class ClientGone(Exception):
@@ -136,13 +153,17 @@ class EventStreamResponse(Response):
 
     async def _pump(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
+        ended = False
         async for frame in self.frames:
+            # A LastFrame ends the body in the same message (one write, not two).
+            ended = type(frame) is LastFrame
             self._sending = True
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-            self._sending = False
+            await send({"type": "http.response.body", "body": frame, "more_body": not ended})
+            self._sending = ended  # no heartbeat after the last message
             self._last_sent = loop.time()
-        self._sending = True  # no heartbeat after the last message
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if not ended:
+            self._sending = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _heartbeats(self, send: Send) -> None:
         """A comment whenever nothing was sent for ``heartbeat_seconds``."""
