@@ -248,6 +248,8 @@ async def test_the_open_loop_sends_on_schedule_whatever_the_answers() -> None:
     assert max(arrived) - begin < 1.1
     assert sum(t - begin < 0.5 for t in arrived) >= 20  # not held back by the answers
     assert all(0.29 <= o.latency < 1.0 for o in outcomes)
+    # Sent on time: the send delay (schedule to write) is part of the latency.
+    assert all(0 <= o.send_delay < 0.1 and o.send_delay < o.latency for o in outcomes)
 
 
 async def test_the_open_loop_counts_what_it_could_not_send(monkeypatch: pytest.MonkeyPatch) -> None:

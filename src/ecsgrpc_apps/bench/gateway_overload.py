@@ -10,8 +10,10 @@ per second); then open loop at 0.5x, 1x, 1.5x and 2x ``S``; then the same
 closed loop again (``params["after_steps"]``: its rate, CPU per 200 and the
 other statuses it got), which says whether the gateway recovered; the goodput
 target is 90 % of the higher of the two closed loops. Per step: goodput
-(200s per second), p99 of the 200s, answers by status (503 refused at once,
-504, other; ``params["other_statuses"]`` names the others per step: an HTTP
+(200s per second), p99 of the 200s (and of their send delays, the generator's
+own lateness from the scheduled time to the write, part of that p99), answers
+by status (503 refused at once, 504, other; ``params["other_statuses"]``
+names the others per step: an HTTP
 status, 0 for a connection that failed, closed or gave no answer, -1 for a
 request the load generator did not send because all its connections were
 busy), the gateway's RSS at the end of the step, its CPU per
@@ -68,6 +70,7 @@ COLUMNS = (
     "goodput_rps",
     "p50_ms",
     "p99_ms",
+    "send_delay_p99_ms",
     "ok",
     "refused_503",
     "timeout_504",
@@ -99,6 +102,9 @@ def _request(host: str) -> bytes:
 class Outcome:
     status: int
     latency: float
+    #: From the scheduled time to the request's write: the generator's own
+    #: lateness, part of ``latency``.
+    send_delay: float = 0.0
 
 
 # Who gets a connection's answer: the connection, its status (None: no answer,
@@ -248,13 +254,16 @@ class HttpLoad:
         self._send(conn, started, record)
 
     def _send(self, conn: _Connection, started: float, record: Callable[[Outcome], None]) -> None:
+        delay = time.perf_counter() - started
+
         def done(conn: _Connection, status: int | None, close: bool) -> None:
             if status is None or close:
                 conn.close()
                 self.open_count -= 1
             else:
                 self.idle.append((conn, time.perf_counter()))
-            record(Outcome(0 if status is None else status, time.perf_counter() - started))
+            status = 0 if status is None else status
+            record(Outcome(status, time.perf_counter() - started, delay))
 
         conn.send(self._request, done)
 
@@ -495,6 +504,7 @@ def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, 
         "goodput_rps": len(ok) / seconds,
         "p50_ms": _pct(ok, 0.5),
         "p99_ms": _pct(ok, 0.99),
+        "send_delay_p99_ms": _pct([o.send_delay for o in outcomes if o.status == 200], 0.99),
         "ok": len(ok),
         "refused_503": codes[503],
         "timeout_504": codes[504],
