@@ -42,6 +42,19 @@ HOST = "127.0.0.31"
 Answer = Callable[[asyncio.StreamWriter, int], Awaitable[bool]]
 
 
+def _ok_after(seconds: float, arrived: list[float] | None = None) -> Answer:
+    """An answer writer: 200 ``seconds`` after each request (noting when it came in ``arrived``)."""
+
+    async def ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        if arrived is not None:
+            arrived.append(time.perf_counter())
+        await asyncio.sleep(seconds)
+        writer.write(_answer(200))
+        return True
+
+    return ok
+
+
 def _answer(status: int, body: bytes = b"{}", extra: str = "") -> bytes:
     return (
         f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
@@ -206,12 +219,7 @@ async def test_a_broken_answer_is_a_failure_and_its_connection_is_dropped(raw: b
 
 
 async def test_a_closed_loop_keeps_at_most_its_concurrency_of_connections() -> None:
-    async def slow_ok(writer: asyncio.StreamWriter, n: int) -> bool:
-        await asyncio.sleep(0.005)
-        writer.write(_answer(200))
-        return True
-
-    server = Server(slow_ok)
+    server = Server(_ok_after(0.005))
     async with server.running() as load:
         outcomes = await load.closed_loop(4, 0.3)
     assert outcomes
@@ -228,14 +236,7 @@ async def test_the_open_loop_sends_on_schedule_whatever_the_answers() -> None:
     counts from the scheduled time, so it includes every wait.
     """
     arrived: list[float] = []
-
-    async def slow_ok(writer: asyncio.StreamWriter, n: int) -> bool:
-        arrived.append(time.perf_counter())
-        await asyncio.sleep(0.3)
-        writer.write(_answer(200))
-        return True
-
-    server = Server(slow_ok)
+    server = Server(_ok_after(0.3, arrived))
     async with server.running() as load:
         begin = time.perf_counter()
         outcomes, reached = await load.open_loop(50, 1.0)
@@ -255,13 +256,7 @@ async def test_the_open_loop_sends_on_schedule_whatever_the_answers() -> None:
 async def test_the_open_loop_counts_what_it_could_not_send(monkeypatch: pytest.MonkeyPatch) -> None:
     """With all its connections waiting, an arrival is not sent and counts as -1."""
     monkeypatch.setattr("ecsgrpc_apps.bench.gateway_overload.MAX_CONNECTIONS", 3)
-
-    async def slow_ok(writer: asyncio.StreamWriter, n: int) -> bool:
-        await asyncio.sleep(0.5)
-        writer.write(_answer(200))
-        return True
-
-    server = Server(slow_ok)
+    server = Server(_ok_after(0.5))
     async with server.running() as load:
         outcomes, _ = await load.open_loop(20, 0.5)
     statuses = sorted(o.status for o in outcomes)

@@ -666,13 +666,17 @@ def _note_saturation(result: ScenarioResult) -> None:
         )
 
 
+def _by_case(result: ScenarioResult, metric: str) -> list[tuple[str, float]]:
+    """``metric`` at saturation (``params["saturation_" + metric]``) and in each step."""
+    pairs = [("saturation", result.params.get(f"saturation_{metric}"))]
+    pairs += [(r.case, r.metrics.get(metric)) for r in result.rows]
+    return [(case, pct) for case, pct in pairs if isinstance(pct, float)]
+
+
 def _note_others(result: ScenarioResult) -> None:
     """Say when the agents' and load generator's cores were full (the rig, not the gateway)."""
     busy = {
-        case: pct
-        for case, pct in [("saturation", result.params.get("saturation_others_cpu_pct"))]
-        + [(r.case, r.metrics.get("others_cpu_pct")) for r in result.rows]
-        if isinstance(pct, float) and pct >= OTHERS_SATURATED_PCT
+        case: pct for case, pct in _by_case(result, "others_cpu_pct") if pct >= OTHERS_SATURATED_PCT
     }
     if not busy:
         return
@@ -682,12 +686,7 @@ def _note_others(result: ScenarioResult) -> None:
         + ": there the agents had no CPU to spare, the gateway's conversations waited on "
         "them, and saturation and goodput measure this machine as much as the gateway"
     )
-    loadgen = [
-        (case, pct)
-        for case, pct in [("saturation", result.params.get("saturation_loadgen_cpu_pct"))]
-        + [(r.case, r.metrics.get("loadgen_cpu_pct")) for r in result.rows]
-        if isinstance(pct, float)
-    ]
+    loadgen = _by_case(result, "loadgen_cpu_pct")
     if loadgen:
         result.notes.append(
             "of those cores' time the load generator took "
