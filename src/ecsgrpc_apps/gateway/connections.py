@@ -55,6 +55,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ecsgrpc.errors import ConfigError
+from ecsgrpc_apps.gateway.cork import HeadCork
 from ecsgrpc_apps.gateway.instrument import OverloadMetrics
 
 __all__ = [
@@ -143,6 +144,7 @@ class _Guard:
     timeout_keep_alive_task: asyncio.TimerHandle | None
     timeout_keep_alive_handler: Callable[[], None]
     _unset_keepalive_if_required: Callable[[], None]
+    cycle: Any
 
     def _awaiting_head(self) -> bool:
         """True while the parser waits for (the rest of) a request head, not a body."""
@@ -154,6 +156,7 @@ class _Guard:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        self._cork = HeadCork(self.transport, self.loop)
         cls = type(self)
         if self.metrics is not None and cls._counted is not self.connections:
             cls._counted = open_now = self.connections  # the server's set of connections
@@ -215,6 +218,7 @@ class _Guard:
             self.metrics.refusals.labels(reason).inc()
         if self.transport.is_closing():
             return
+        self._cork.flush()
         self.transport.write(answer)
         if linger and self.transport.can_write_eof():
             self.transport.write_eof()
@@ -250,6 +254,11 @@ class _Guard:
                 return
             break
         super().data_received(data)  # type: ignore[misc]
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            # A new request: its answer's head joins the body's first write.
+            cycle.transport = self._cork
+            self._cork.arm()
 
     def _refuse_at_door(self, door: Door, data: bytes) -> bytes | None:
         """Answer a conversation from its raw head; what follows its body, or None to parse it."""
@@ -276,7 +285,7 @@ class _Guard:
         ):
             return None
         self._unset_keepalive_if_required()
-        self.transport.write(door.refuse())
+        self._cork.write(door.refuse())  # after anything still held
         self.server_state.total_requests += 1
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
@@ -330,6 +339,7 @@ class _Guard:
         self._refused = True
         self._stop_head_timer()
         if not self.transport.is_closing():
+            self._cork.flush()
             self.transport.write(
                 raw_error(400, "Bad Request", "bad_request", "the request is not valid HTTP/1.1")
             )
