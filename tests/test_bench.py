@@ -99,6 +99,15 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         for target in scenario["targets"]:
             assert isinstance(target["met"], bool)
             assert target["value"] is None or _is_number(target["value"])
+    # gateway_overload judges each of its steps against the closed loops around it.
+    overload = doc["scenarios"]["gateway_overload"]["params"]
+    loops = overload["closed_loops_rps"]
+    assert list(loops) == ["S", "before 1.5x", "before 2x", "after the steps"]
+    assert all(_is_number(rps) and rps > 0 for rps in loops.values()), loops
+    assert overload["target_base_rps"] == {
+        "1.5x": max(loops["before 1.5x"], loops["before 2x"]),
+        "2x": max(loops["before 2x"], loops["after the steps"]),
+    }
     assert doc["targets_total"] == len(doc["targets"]) > 0
     assert {t["scenario"] for t in doc["targets"]} == set(SCENARIOS)
     for png in (

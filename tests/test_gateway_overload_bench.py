@@ -30,8 +30,10 @@ from ecsgrpc_apps.bench.gateway_overload import (
     _generator_batched,
     _note_others,
     _note_saturation,
+    _note_whole_run,
     _targets,
     other_statuses,
+    target_bases,
 )
 from ecsgrpc_apps.bench.results import Row, ScenarioResult
 
@@ -385,7 +387,7 @@ def test_goodput_is_judged_against_the_higher_closed_loop() -> None:
     """A slow closed loop before the steps does not lower the goodput target."""
     slow_before = _stepped(saturation=900.0, after=1100.0, goodput=950.0)
     _targets(slow_before)
-    assert slow_before.params["target_base_rps"] == 1100.0
+    assert slow_before.params["target_base_rps"] == {"1.5x": 1100.0, "2x": 1100.0}
     goodput = [t for t in slow_before.targets if t.metric == "goodput_rps"]
     assert [t.case for t in goodput] == ["1.5x", "2x"]
     assert all(t.op == ">=" and t.goal == pytest.approx(990) and not t.met for t in goodput)
@@ -394,10 +396,43 @@ def test_goodput_is_judged_against_the_higher_closed_loop() -> None:
     # not lower it either.
     slow_after = _stepped(saturation=1000.0, after=400.0, goodput=950.0)
     _targets(slow_after)
-    assert slow_after.params["target_base_rps"] == 1000.0
+    assert slow_after.params["target_base_rps"] == {"1.5x": 1000.0, "2x": 1000.0}
     assert all(t.met for t in slow_after.targets if t.metric == "goodput_rps")
     p99 = [t for t in slow_after.targets if t.metric == "p99_ms"]
     assert [(t.case, t.met) for t in p99] == [("1.5x", True), ("2x", False)]  # 2x of 10 ms
+
+
+def test_each_judged_step_is_judged_against_the_closed_loops_around_it() -> None:
+    """1.5x between the loops before 1.5x and before 2x; 2x between that and the last."""
+    drifted = _stepped(saturation=1300.0, after=900.0, goodput=0.0)
+    drifted.params["closed_loops_rps"] = {
+        "S": 1300.0,
+        "before 1.5x": 1000.0,
+        "before 2x": 950.0,
+        "after the steps": 900.0,
+    }
+    drifted.rows[1].metrics["goodput_rps"] = 905.0  # 1.5x: 90.5 % of 1000
+    drifted.rows[2].metrics["goodput_rps"] = 850.0  # 2x: 89.5 % of 950
+    _targets(drifted)
+    assert drifted.params["target_base_rps"] == {"1.5x": 1000.0, "2x": 950.0}
+    goodput = {t.case: t for t in drifted.targets if t.metric == "goodput_rps"}
+    assert goodput["1.5x"].goal == pytest.approx(900) and goodput["1.5x"].met
+    assert goodput["2x"].goal == pytest.approx(855) and not goodput["2x"].met
+
+    # The whole run's closed loops are in a note, with the goodput against them.
+    _note_whole_run(drifted)
+    assert drifted.notes == [
+        "closed loops (conversations/s): S 1,300, before 1.5x 1,000, before 2x 950, after "
+        "the steps 900; against the higher of S and the loop after the steps (1,300/s), "
+        "goodput was 70 % at 1.5x, 65 % at 2x"
+    ]
+
+
+def test_a_result_without_brackets_has_one_base_for_every_judged_step() -> None:
+    older = _stepped(saturation=1000.0, after=1100.0, goodput=0.0)
+    assert target_bases(older.params) == {"1.5x": 1100.0, "2x": 1100.0}
+    _note_whole_run(older)
+    assert older.notes == []
 
 
 def test_the_scenario_says_when_s_left_the_gateways_core_part_idle() -> None:

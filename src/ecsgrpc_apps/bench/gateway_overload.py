@@ -8,8 +8,11 @@ stalled gateway cannot slow the load down and hide its own latency). First a
 closed-loop run measures the gateway's saturation ``S`` (JSON conversations
 per second); then open loop at 0.5x, 1x, 1.5x and 2x ``S``; then the same
 closed loop again (``params["after_steps"]``: its rate, CPU per 200 and the
-other statuses it got), which says whether the gateway recovered; the goodput
-target is 90 % of the higher of the two closed loops. Per step: goodput
+other statuses it got), which says whether the gateway recovered. The judged
+steps (1.5x and 2x) each have a closed loop right before them too
+(``params["closed_loops_rps"]``), and a step's goodput target is 90 % of the
+higher of the closed loops just before and just after it
+(``params["target_base_rps"]``, :func:`target_bases`). Per step: goodput
 (200s per second), p99 of the 200s (and of their send delays, the generator's
 own lateness from the scheduled time to the write, part of that p99), answers
 by status (503 refused at once, 504, other; ``params["other_statuses"]``
@@ -65,6 +68,8 @@ MAX_CONNECTIONS = 256
 SATURATION_CLIENTS = 12
 IDLE_REUSE = 2.0  # seconds; the gateway closes idle keep-alive connections after 5
 STEPS = (0.5, 1.0, 1.5, 2.0)
+# The steps with targets; each is bracketed by closed loops (see ``_targets``).
+JUDGED = (1.5, 2.0)
 COLUMNS = (
     "offered_rps",
     "goodput_rps",
@@ -565,6 +570,57 @@ async def _gateway(target: str) -> AsyncIterator[GatewayProcess]:
         await asyncio.to_thread(gateway.stop)
 
 
+@dataclass
+class _Rig:
+    """What the steps run on: the load, the gateway, the CPU meters, the durations."""
+
+    ctx: Context
+    load: HttpLoad
+    gateway: GatewayProcess
+    others: OthersCpu
+    seconds: float  # each open-loop step
+    pause: float  # quiet before each closed loop and step
+    closed_seconds: float  # each closed loop
+
+
+async def _steps(rig: _Rig, saturation: float, result: ScenarioResult) -> dict[str, float]:
+    """The open-loop steps at multiples of ``saturation`` (rows, series); the closed loops' rates.
+
+    The judged steps (1.5x, 2x) are bracketed by closed loops: the one right
+    before each and the one right after it (the next judged step's, or the one
+    after the steps, which the caller runs), so each is judged against what the
+    gateway served then, not minutes earlier (closed loops on this machine
+    moved by up to 30 % within a run).
+    """
+    series: dict[str, list[Any]] = {"multiple": [], "offered": [], "goodput": [], "p99": []}
+    closed = {"S": round(saturation, 1)}
+    for multiple in STEPS:
+        case = f"{multiple:g}x"
+        if multiple in JUDGED:
+            await asyncio.sleep(rig.pause)
+            rig.ctx.progress(f"{NAME}: closed loop before {case}")
+            bracket, _, _ = await _saturation(rig.load, rig.gateway, rig.closed_seconds)
+            closed[f"before {case}"] = round(bracket, 1)
+        rig.ctx.progress(f"{NAME}: {case} ({multiple * saturation:.0f}/s)")
+        await asyncio.sleep(rig.pause)
+        # The closed loops run with the generator under the normal policy, at its
+        # quickest to re-send (the higher S: the stricter target); the steps batched.
+        with _generator_batched() as policy:
+            metrics, other = await _open_step(
+                rig.load, rig.gateway, rig.others, multiple * saturation, rig.seconds
+            )
+        result.params["loadgen_policy"] = {"saturation": "normal", "steps": policy}
+        if other:
+            result.params.setdefault("other_statuses", {})[case] = other
+        result.rows.append(Row("gateway", metrics, case=case))
+        series["multiple"].append(multiple)
+        series["offered"].append(metrics["offered_rps"])
+        series["goodput"].append(metrics["goodput_rps"])
+        series["p99"].append(metrics["p99_ms"])
+    result.series = series
+    return closed
+
+
 async def run(ctx: Context) -> ScenarioResult:
     seconds = 6.0 if ctx.settings.quick else 20.0
     seconds = max(1.0, seconds * ctx.settings.scale)
@@ -602,34 +658,15 @@ async def run(ctx: Context) -> ScenarioResult:
                 others.start()
                 saturation, before_cpu, _ = await _saturation(load, gateway, sat_seconds)
                 saturation_agents, saturation_loadgen = others.split()
-                series: dict[str, list[Any]] = {
-                    "multiple": [],
-                    "offered": [],
-                    "goodput": [],
-                    "p99": [],
-                }
-                # S was measured with the generator under the normal policy, at its
-                # quickest to re-send (the higher S: the stricter 90 % target).
-                with _generator_batched() as policy:
-                    result.params["loadgen_policy"] = {"saturation": "normal", "steps": policy}
-                    for multiple in STEPS:
-                        ctx.progress(f"{NAME}: {multiple:g}x ({multiple * saturation:.0f}/s)")
-                        await asyncio.sleep(pause)
-                        metrics, other = await _open_step(
-                            load, gateway, others, multiple * saturation, seconds
-                        )
-                        if other:
-                            result.params.setdefault("other_statuses", {})[f"{multiple:g}x"] = other
-                        result.rows.append(Row("gateway", metrics, case=f"{multiple:g}x"))
-                        series["multiple"].append(multiple)
-                        series["offered"].append(metrics["offered_rps"])
-                        series["goodput"].append(metrics["goodput_rps"])
-                        series["p99"].append(metrics["p99_ms"])
+                rig = _Rig(ctx, load, gateway, others, seconds, pause, sat_seconds)
+                closed = await _steps(rig, saturation, result)
                 # The same closed loop again after the steps: does the gateway serve as
                 # before (its limit recovered), or refuse what it served then?
                 await asyncio.sleep(pause)
                 ctx.progress(f"{NAME}: measuring saturation again")
                 after, after_cpu, after_not_ok = await _saturation(load, gateway, sat_seconds)
+                closed["after the steps"] = round(after, 1)
+                result.params["closed_loops_rps"] = closed
                 load.close()
                 result.params["saturation_rps"] = round(saturation, 1)
                 result.params["saturation_cpu_ms_per_ok"] = round(before_cpu, 3)
@@ -645,12 +682,12 @@ async def run(ctx: Context) -> ScenarioResult:
                     "cpu_ms_per_ok": round(after_cpu, 3),
                     "not_200": after_not_ok,
                 }
-                result.series = series
     finally:
         await asyncio.to_thread(pool.stop)
     _targets(result)
     _note_others(result)
     _note_saturation(result)
+    _note_whole_run(result)
     return result
 
 
@@ -664,6 +701,28 @@ def _note_saturation(result: ScenarioResult) -> None:
             "understates what the gateway serves (the goodput target uses the higher of "
             "the closed loops before and after the steps)"
         )
+
+
+def _note_whole_run(result: ScenarioResult) -> None:
+    """The judged steps' goodput against the loops before and after the whole run too."""
+    params = result.params
+    loops = params.get("closed_loops_rps")
+    if not loops:
+        return
+    whole = max(loops["S"], loops["after the steps"])
+    judged = target_bases(params)
+    goodput = [(r.case, r.metrics.get("goodput_rps")) for r in result.rows if r.case in judged]
+    shares = ", ".join(
+        f"{value / whole * 100:.0f} % at {case}"
+        for case, value in goodput
+        if isinstance(value, float)
+    )
+    result.notes.append(
+        "closed loops (conversations/s): "
+        + ", ".join(f"{name} {rps:,.0f}" for name, rps in loops.items())
+        + f"; against the higher of S and the loop after the steps ({whole:,.0f}/s), "
+        f"goodput was {shares}"
+    )
 
 
 def _by_case(result: ScenarioResult, metric: str) -> list[tuple[str, float]]:
@@ -696,20 +755,39 @@ def _note_others(result: ScenarioResult) -> None:
         )
 
 
+def target_bases(params: dict[str, Any]) -> dict[str, float]:
+    """Per judged step, the base of its goodput target: the higher closed loop around it.
+
+    Each judged step is bracketed by the closed loop right before it and the
+    one right after it (``params["closed_loops_rps"]``: the next judged step's,
+    then the one after the steps). A result without them (older runs) has one
+    base for every step: the higher of ``S`` and the loop after the steps.
+    """
+    loops = params.get("closed_loops_rps")
+    cases = [f"{m:g}x" for m in JUDGED]
+    if not loops:
+        after = params.get("after_steps", {}).get("rps", 0.0)
+        return dict.fromkeys(cases, max(params["saturation_rps"], after))
+    around = [loops[f"before {case}"] for case in cases] + [loops["after the steps"]]
+    return {case: max(around[i], around[i + 1]) for i, case in enumerate(cases)}
+
+
 def _targets(result: ScenarioResult) -> None:
     """Goodput at 1.5x and 2x against 90 % of ``S``; p99 there against 2x the 0.5x step's.
 
-    ``S`` for the goodput target is the higher of the two closed loops (before
-    and after the steps, ``params["target_base_rps"]``): a closed loop in a slow
-    minute of the machine, or one that left the cores part idle, measures less
-    than the gateway serves, and 90 % of that would be an easy target.
+    ``S`` for a step's goodput target is the higher of the two closed loops
+    around it (:func:`target_bases`, ``params["target_base_rps"]``): measured
+    minutes apart, closed loops on this machine differed by up to 30 %, so a
+    step is judged against what the gateway served just before and just after
+    it; and a closed loop in a slow moment, or one that left the cores part
+    idle, measures less than the gateway serves, so the higher of the two.
     """
     params = result.params
-    saturation = max(params["saturation_rps"], params.get("after_steps", {}).get("rps", 0.0))
-    params["target_base_rps"] = saturation
+    bases = target_bases(params)
+    params["target_base_rps"] = bases
     rows = {r.case: r.metrics for r in result.rows}
     base = rows.get("0.5x", {}).get("p99_ms")
-    for case in ("1.5x", "2x"):
+    for case, saturation in bases.items():
         metrics = rows.get(case, {})
         result.targets.append(
             check(
@@ -720,7 +798,7 @@ def _targets(result: ScenarioResult) -> None:
                 ">=",
                 0.9 * saturation,
                 case=case,
-                note="90% of saturation (the higher closed loop, before or after the steps)",
+                note="90% of saturation (the higher closed loop just before or after the step)",
             )
         )
         if isinstance(base, float):
@@ -742,13 +820,28 @@ def plot(plt: Any, scenario: dict[str, Any]) -> Any:
     """Goodput and p99 against the offered load."""
     series = scenario["series"]
     params = scenario["params"]
-    saturation = params.get("target_base_rps", params["saturation_rps"])
+    bases = params.get("target_base_rps") or target_bases(params)
+    if not isinstance(bases, dict):  # one base for every step (runs before 2026-12-01)
+        bases = dict.fromkeys((f"{m:g}x" for m in JUDGED), bases)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(series["offered"], series["goodput"], marker="o", color="#1f77b4", label="goodput")
     left.plot(series["offered"], series["offered"], linestyle=":", color="#888", label="offered")
-    left.axhline(
-        0.9 * saturation, color="#d62728", linestyle="--", label="target: 90% of saturation"
-    )
+    judged = [
+        (offered, 0.9 * bases[f"{multiple:g}x"])
+        for multiple, offered in zip(series["multiple"], series["offered"], strict=True)
+        if f"{multiple:g}x" in bases
+    ]
+    if judged:
+        left.plot(
+            [x for x, _ in judged],
+            [y for _, y in judged],
+            linestyle="none",
+            marker="_",
+            markersize=24,
+            markeredgewidth=2,
+            color="#d62728",
+            label="target: 90% of saturation\n(closed loops around the step)",
+        )
     left.set_xlabel("offered conversations/s")
     left.set_ylabel("served (200) conversations/s")
     left.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
