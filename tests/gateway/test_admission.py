@@ -153,6 +153,42 @@ async def test_at_the_limit_conversations_are_refused_at_the_door_and_the_connec
         )
 
 
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+async def test_heads_that_arrive_together_past_the_limit_are_refused_at_the_door(
+    parser: str,
+) -> None:
+    """Conversations whose heads arrive in one turn of the event loop: the door
+    counts the ones it let through, so those past the limit are refused there,
+    before parsing, not after it."""
+    async with gateway(
+        delay=0.5, max_concurrency=1, adaptive_concurrency=False, http_parser=parser
+    ) as gw:
+        front = gw.server.config.app.front
+        entered: list[str] = []
+        serve = front.conversation
+
+        async def spy(scope: Any, receive: Any, send: Any) -> None:  # the ASGI entry of the route
+            entered.append(scope["path"])
+            await serve(scope, receive, send)
+
+        front.conversation = spy
+        body = json.dumps(conversation("together")).encode()
+        post = (
+            b"POST /v1/conversations HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % len(body)
+        ) + body
+        connections = [await asyncio.open_connection(*address(gw)) for _ in range(4)]
+        try:
+            for _, writer in connections:  # no await between: one turn of the loop reads all
+                writer.write(post)
+            statuses = sorted([(await _answer(reader))[0] for reader, _ in connections])
+        finally:
+            for _, writer in connections:
+                writer.close()
+        assert statuses == [200, 503, 503, 503]
+        assert entered == ["/v1/conversations"]  # the three refusals never reached the app
+
+
 async def test_sse_streams_leave_the_limit_at_their_first_event() -> None:
     # Limit 2, yet 6 slow streams run at once: past its first event a stream
     # waits on its agent and no longer counts.

@@ -97,6 +97,9 @@ class Door(Protocol):
     def full(self) -> bool:
         """True while a new conversation would be refused (cheap: called per request)."""
 
+    def passed(self) -> None:
+        """A conversation's head went on to be parsed while the door was not full."""
+
     def refuse(self) -> bytes:
         """Count one refusal and return the whole HTTP/1.1 answer (kept-alive)."""
 
@@ -243,13 +246,16 @@ class _Guard:
             if not self._awaiting_head():
                 break
             door = self.door
-            if door is not None and self._head_bytes == 0 and door.full():
-                rest = self._refuse_at_door(door, data)
-                if rest is not None:
-                    if not rest:
-                        return
-                    data = rest  # a pipelined request follows
-                    continue
+            if door is not None and self._head_bytes == 0:
+                if door.full():
+                    rest = self._refuse_at_door(door, data)
+                    if rest is not None:
+                        if not rest:
+                            return
+                        data = rest  # a pipelined request follows
+                        continue
+                elif data.startswith(door.request_line):
+                    door.passed()  # so the next heads of this turn count it
             if not self._check_head(data):
                 return
             break
