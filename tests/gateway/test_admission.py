@@ -8,7 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -83,6 +83,19 @@ async def test_over_the_limit_a_request_is_refused_at_once_before_its_body() -> 
         )
 
 
+def route_spy(front: Any) -> tuple[list[str], Callable[[Any, Any, Any], Awaitable[None]]]:
+    """The paths that reach the route's ASGI entry, and the spy that records them
+    (install it as ``front.conversation``)."""
+    entered: list[str] = []
+    serve = front.conversation
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        entered.append(scope["path"])
+        await serve(scope, receive, send)
+
+    return entered, spy
+
+
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
     """One HTTP/1.1 answer with a Content-Length body: status, head, body."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -98,13 +111,7 @@ async def test_at_the_limit_conversations_are_refused_at_the_door_and_the_connec
         delay=1.0, max_concurrency=1, adaptive_concurrency=False, http_parser=parser
     ) as gw:
         front = gw.server.config.app.front
-        entered: list[str] = []
-        serve = front.conversation
-
-        async def spy(scope: Any, receive: Any, send: Any) -> None:  # the ASGI entry of the route
-            entered.append(scope["path"])
-            await serve(scope, receive, send)
-
+        entered, spy = route_spy(front)
         body = json.dumps(conversation("refused")).encode()
         post = (
             b"POST /v1/conversations HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
@@ -164,13 +171,7 @@ async def test_heads_that_arrive_together_past_the_limit_are_refused_at_the_door
         delay=0.5, max_concurrency=1, adaptive_concurrency=False, http_parser=parser
     ) as gw:
         front = gw.server.config.app.front
-        entered: list[str] = []
-        serve = front.conversation
-
-        async def spy(scope: Any, receive: Any, send: Any) -> None:  # the ASGI entry of the route
-            entered.append(scope["path"])
-            await serve(scope, receive, send)
-
+        entered, spy = route_spy(front)
         front.conversation = spy
         body = json.dumps(conversation("together")).encode()
         post = (
