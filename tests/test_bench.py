@@ -17,6 +17,8 @@ import pytest
 
 from ecsgrpc.errors import ConfigError
 from ecsgrpc_apps.bench.contenders import CONTENDERS
+from ecsgrpc_apps.bench.report import table
+from ecsgrpc_apps.bench.results import Row, ScenarioResult
 from ecsgrpc_apps.bench.runner import SCENARIOS, parse_only
 from ecsgrpc_apps.local.dnsmasq import dnsmasq_available
 
@@ -26,6 +28,7 @@ _WORDS = {
     "seconds_to_first_call": {"never"},
     "last_to_agent_s": {"never"},
     "back_after_s": {"never", "n/a"},  # n/a: the unreachable case (never recovers)
+    "refused_p99_ms": {"none"},  # gateway_overload: a step that refused nothing
     "failed_late": {"n/a"},
     "failed_after_recovery": {"n/a"},
 }
@@ -108,6 +111,19 @@ def test_quick_bench_reports_every_scenario_and_contender_with_numbers(tmp_path:
         "1.5x": max(loops["before 1.5x"], loops["before 2x"]),
         "2x": max(loops["before 2x"], loops["after the steps"]),
     }
+    # ... and whether it is back to normal after the load dropped from 2x to 0.5x.
+    scenario = doc["scenarios"]["gateway_overload"]
+    assert [r["case"] for r in scenario["rows"]] == ["0.5x", "1x", "1.5x", "2x", "after 2x"]
+    assert overload["recovery_first_seconds"]["seconds"] == 5.0
+    judged = {(t["case"], t["metric"]) for t in scenario["targets"]}
+    assert {("after 2x", m) for m in ("not_200", "p50_ms", "p99_ms", "rss_mb")} <= judged
+    for row in scenario["rows"]:
+        if row["refused_503"]:  # a step that refused is judged on how fast it refused
+            assert _is_number(row["refused_p99_ms"]), row
+            assert (row["case"], "refused_p99_ms") in judged or row["case"] not in (
+                "1.5x",
+                "2x",
+            )
     assert doc["targets_total"] == len(doc["targets"]) > 0
     assert {t["scenario"] for t in doc["targets"]} == set(SCENARIOS)
     for png in (
@@ -161,3 +177,24 @@ def test_client_bound_gives_the_client_a_core_and_the_servers_the_others() -> No
     assert placement(8, list(range(16))) == ({0}, [{1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}])
     assert placement(3, [0, 1]) == ({0}, [{1}, {1}, {1}])
     assert placement(2, [5]) == (None, [None, None])
+
+
+def test_a_table_keeps_the_cases_in_the_order_they_ran_each_together() -> None:
+    result = ScenarioResult("s", "t", ("n",))
+    for case, contender, n in [
+        ("0.5x", "a", 1),
+        ("1x", "a", 2),
+        ("1.5x", "a", 3),
+        ("1x", "b", 4),  # a second contender of an earlier case joins its case
+        ("2x", "a", 5),
+    ]:
+        result.rows.append(Row(contender, {"n": n}, case=case))
+    lines = table(result).splitlines()[2:]
+    assert [line.split(" | ")[0].lstrip("| ") for line in lines] == [
+        "0.5x",
+        "1x",
+        "1x",
+        "1.5x",
+        "2x",
+    ]
+    assert [int(line.split(" | ")[2].rstrip(" |")) for line in lines] == [1, 2, 4, 3, 5]

@@ -33,6 +33,7 @@ from ecsgrpc_apps.bench.gateway_overload import (
     _note_whole_run,
     _targets,
     other_statuses,
+    summarize,
     target_bases,
 )
 from ecsgrpc_apps.bench.results import Row, ScenarioResult
@@ -168,7 +169,8 @@ async def test_a_connection_closed_without_an_answer_is_a_failure_not_a_hang() -
 
 
 async def test_the_other_statuses_are_named_with_their_counts() -> None:
-    answers = iter([_answer(200), _answer(503), _answer(502), _answer(502), None, _answer(504)])
+    refused = _answer(503, extra="Retry-After: 1\r\n")
+    answers = iter([_answer(200), refused, _answer(502), _answer(502), None, _answer(504)])
 
     async def answer(writer: asyncio.StreamWriter, n: int) -> bool:
         raw = next(answers)
@@ -180,6 +182,47 @@ async def test_the_other_statuses_are_named_with_their_counts() -> None:
     async with Server(answer).running() as load:
         outcomes = [await load.one(time.perf_counter()) for _ in range(6)]
     assert other_statuses(outcomes) == {"0": 1, "502": 2}
+
+
+async def test_a_503_without_retry_after_is_not_counted_as_a_refusal() -> None:
+    """The gateway promises 503 with Retry-After; a bare 503 is ``other``, named."""
+    answers = iter(
+        [
+            _answer(503, extra="Retry-After: 1\r\n"),
+            _answer(503),
+            _answer(200, extra="retry-after: 2\r\n"),  # a 200 stays a 200 whatever it says
+        ]
+    )
+
+    async def answer(writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(next(answers))
+        return True
+
+    async with Server(answer).running() as load:
+        outcomes = [await load.one(time.perf_counter()) for _ in range(3)]
+    assert [o.retry_after for o in outcomes] == [True, False, True]
+    row = summarize(outcomes, 1.0, 0.0)
+    assert (row["ok"], row["refused_503"], row["other"]) == (1, 1, 1)
+    assert other_statuses(outcomes) == {"503 without retry-after": 1}
+
+
+async def test_a_refusal_is_timed_from_its_write_not_from_its_schedule() -> None:
+    """The generator's own lateness is in the 200s' latency, not in the refusal's time."""
+
+    async def refuse(writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_answer(503, extra="Retry-After: 1\r\n"))
+        return True
+
+    async with Server(refuse).running() as load:
+        late = time.perf_counter() - 0.5  # scheduled half a second ago
+        outcomes = [await load.one(late) for _ in range(3)]
+    assert all(o.latency >= 0.5 and o.send_delay >= 0.5 for o in outcomes)
+    assert all(o.started == late for o in outcomes)
+    row = summarize(outcomes, 1.0, 0.0)
+    assert row["refused_503"] == 3
+    refused_ms = row["refused_p99_ms"]
+    assert isinstance(refused_ms, float) and 0 < refused_ms < 400  # not the 500 ms of lateness
+    assert summarize(outcomes[:0], 1.0, 0.0)["refused_p99_ms"] == "none"
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
@@ -365,10 +408,11 @@ def test_the_scenario_says_how_much_of_the_full_cores_the_load_generator_took() 
     out.rows = [
         Row("gateway", {"others_cpu_pct": 70.0, "loadgen_cpu_pct": 6.0}, case="0.5x"),
         Row("gateway", {"others_cpu_pct": 97.0, "loadgen_cpu_pct": 21.5}, case="2x"),
+        Row("gateway", {"others_cpu_pct": 60.0, "loadgen_cpu_pct": 8.0}, case="after 2x"),
     ]
     _note_others(out)
     assert len(out.notes) == 2
-    assert "took 12 % at saturation, 6 % at 0.5x, 22 % at 2x" in out.notes[1]
+    assert "took 12 % at saturation, 6 % at 0.5x, 22 % at 2x, 8 % after 2x" in out.notes[1]
 
 
 def _stepped(saturation: float, after: float, goodput: float) -> ScenarioResult:
@@ -426,6 +470,41 @@ def test_each_judged_step_is_judged_against_the_closed_loops_around_it() -> None
         "the steps 900; against the higher of S and the loop after the steps (1,300/s), "
         "goodput was 70 % at 1.5x, 65 % at 2x"
     ]
+
+
+def test_refusals_are_judged_on_their_speed_where_a_step_refused() -> None:
+    out = _stepped(saturation=1000.0, after=1000.0, goodput=950.0)
+    out.rows[1].metrics.update(refused_503=400, refused_p99_ms=3.2)  # 1.5x
+    out.rows[2].metrics.update(refused_503=900, refused_p99_ms=7.5)  # 2x
+    _targets(out)
+    refused = [(t.case, t.op, t.goal, t.met) for t in out.targets if t.metric == "refused_p99_ms"]
+    assert refused == [("1.5x", "<=", 5.0, True), ("2x", "<=", 5.0, False)]
+
+    nothing = _stepped(saturation=1000.0, after=1000.0, goodput=950.0)
+    nothing.rows[1].metrics.update(refused_503=0, refused_p99_ms="none")
+    _targets(nothing)
+    assert [t.case for t in nothing.targets if t.metric == "refused_p99_ms"] == []
+
+
+def test_after_2x_the_gateway_is_judged_against_the_half_load_step() -> None:
+    out = _stepped(saturation=1000.0, after=1000.0, goodput=950.0)
+    out.rows[0].metrics.update(p50_ms=3.0, rss_mb=72.0)  # 0.5x, its p99 10 ms
+    recovered = {"p50_ms": 4.4, "p99_ms": 21.0, "rss_mb": 79.0, "refused_503": 0}
+    out.rows.append(Row("gateway", {**recovered, "timeout_504": 0, "other": 0}, case="after 2x"))
+    _targets(out)
+    after = {t.metric: t for t in out.targets if t.case == "after 2x"}
+    assert list(after) == ["not_200", "p50_ms", "p99_ms", "rss_mb"]
+    assert after["not_200"].met and after["not_200"].value == 0
+    assert after["p50_ms"].goal == pytest.approx(4.5) and after["p50_ms"].met
+    assert after["p99_ms"].goal == pytest.approx(20.0) and not after["p99_ms"].met
+    assert after["rss_mb"].goal == pytest.approx(79.2) and after["rss_mb"].met
+
+    # Refusals, 504s or others after the drop are a miss, counted together.
+    out.rows[-1].metrics.update(refused_503=2, other=1)
+    out.targets.clear()
+    _targets(out)
+    failed = next(t for t in out.targets if t.case == "after 2x" and t.metric == "not_200")
+    assert failed.value == 3 and not failed.met
 
 
 def test_a_result_without_brackets_has_one_base_for_every_judged_step() -> None:

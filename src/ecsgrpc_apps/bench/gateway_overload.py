@@ -15,15 +15,21 @@ higher of the closed loops just before and just after it
 (``params["target_base_rps"]``, :func:`target_bases`). Per step: goodput
 (200s per second), p99 of the 200s (and of their send delays, the generator's
 own lateness from the scheduled time to the write, part of that p99), answers
-by status (503 refused at once, 504, other; ``params["other_statuses"]``
+by status (503 with ``Retry-After``, refused at once, and the p99 of their
+time from the write, ``refused_p99_ms``: at most :data:`REFUSAL_MS` at 1.5x
+and 2x; 504; other: ``params["other_statuses"]``
 names the others per step: an HTTP
 status, 0 for a connection that failed, closed or gave no answer, -1 for a
 request the load generator did not send because all its connections were
-busy), the gateway's RSS at the end of the step, its CPU per
+busy, ``503 without retry-after``), the gateway's RSS at the end of the step, its CPU per
 conversation served (refusals included), how busy its core was, and how
 busy the agents and the load generator kept theirs (``others_cpu_pct``, and
 each apart: ``agents_cpu_pct``, ``loadgen_cpu_pct``; a note says when they were
 full, and the step then measured the rig as much as the gateway).
+Straight after 2x the load drops back to 0.5x: the row ``after 2x`` counts
+what was sent from :data:`RECOVERY_SECONDS` after the drop (every answer a
+200, p50 and p99 within 1.5x and 2x of the 0.5x step's, RSS within 10 %),
+``params["recovery_first_seconds"]`` what the drop's first seconds got.
 
 The load generator is a small raw HTTP/1.1 client (an asyncio protocol whose
 answers go to callbacks) with keep-alive connections (a pool of up to
@@ -70,6 +76,13 @@ IDLE_REUSE = 2.0  # seconds; the gateway closes idle keep-alive connections afte
 STEPS = (0.5, 1.0, 1.5, 2.0)
 # The steps with targets; each is bracketed by closed loops (see ``_targets``).
 JUDGED = (1.5, 2.0)
+# A refusal is "at once" when its answer comes within this of the request's write.
+REFUSAL_MS = 5.0
+# After the 2x step the load drops to 0.5x; latency and memory must be back to
+# normal this long after the drop (the "after 2x" row counts what was sent later).
+RECOVERY_SECONDS = 5.0
+# A 503 without Retry-After is not the refusal the gateway promises: "other".
+NO_RETRY_AFTER = "503 without retry-after"
 COLUMNS = (
     "offered_rps",
     "goodput_rps",
@@ -78,6 +91,7 @@ COLUMNS = (
     "send_delay_p99_ms",
     "ok",
     "refused_503",
+    "refused_p99_ms",
     "timeout_504",
     "other",
     "rss_mb",
@@ -110,11 +124,23 @@ class Outcome:
     #: From the scheduled time to the request's write: the generator's own
     #: lateness, part of ``latency``.
     send_delay: float = 0.0
+    #: The answer had a ``Retry-After`` header.
+    retry_after: bool = False
+    #: The scheduled time (:func:`time.perf_counter`).
+    started: float = 0.0
+
+    @property
+    def kind(self) -> int | str:
+        """The status, or :data:`NO_RETRY_AFTER` for a 503 that does not say when to retry."""
+        if self.status == 503 and not self.retry_after:
+            return NO_RETRY_AFTER
+        return self.status
 
 
 # Who gets a connection's answer: the connection, its status (None: no answer,
-# the request failed) and whether the server said ``connection: close``.
-_Done = Callable[["_Connection", "int | None", bool], None]
+# the request failed), whether the server said ``connection: close`` and whether
+# the answer had a ``Retry-After`` header.
+_Done = Callable[["_Connection", "int | None", bool, bool], None]
 
 
 class _Connection(asyncio.Protocol):
@@ -143,10 +169,10 @@ class _Connection(asyncio.Protocol):
         self.done = done
         self.transport.write(request)
 
-    def _finish(self, status: int | None, close: bool) -> None:
+    def _finish(self, status: int | None, close: bool, retry_after: bool = False) -> None:
         done, self.done = self.done, None
         if done is not None:
-            done(self, status, close)
+            done(self, status, close, retry_after)
 
     def data_received(self, data: bytes) -> None:
         if self.done is None:
@@ -169,7 +195,8 @@ class _Connection(asyncio.Protocol):
             self._finish(None, True)
             return
         self._buffer.clear()
-        self._finish(status, b"connection: close" in head.lower())
+        lower = head.lower()
+        self._finish(status, b"connection: close" in lower, b"\r\nretry-after:" in lower)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -261,14 +288,15 @@ class HttpLoad:
     def _send(self, conn: _Connection, started: float, record: Callable[[Outcome], None]) -> None:
         delay = time.perf_counter() - started
 
-        def done(conn: _Connection, status: int | None, close: bool) -> None:
+        def done(conn: _Connection, status: int | None, close: bool, retry_after: bool) -> None:
             if status is None or close:
                 conn.close()
                 self.open_count -= 1
             else:
                 self.idle.append((conn, time.perf_counter()))
             status = 0 if status is None else status
-            record(Outcome(status, time.perf_counter() - started, delay))
+            latency = time.perf_counter() - started
+            record(Outcome(status, latency, delay, retry_after, started))
 
         conn.send(self._request, done)
 
@@ -503,8 +531,17 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, Metric]:
-    codes = Counter(o.status for o in outcomes)
+    """A step's row: goodput and latency of the 200s, answers by status, CPU per 200.
+
+    ``refused_503`` counts the 503s with ``Retry-After`` (a 503 without it is
+    ``other``); ``refused_p99_ms`` is the p99 of their time from the request's
+    write to the whole answer: the gateway's refusal, without the load
+    generator's own lateness (which the 200s' latencies include); ``"none"``
+    when nothing was refused.
+    """
+    codes = Counter(o.kind for o in outcomes)
     ok = [o.latency for o in outcomes if o.status == 200]
+    refused = [o.latency - o.send_delay for o in outcomes if o.kind == 503]
     return {
         "goodput_rps": len(ok) / seconds,
         "p50_ms": _pct(ok, 0.5),
@@ -512,6 +549,7 @@ def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, 
         "send_delay_p99_ms": _pct([o.send_delay for o in outcomes if o.status == 200], 0.99),
         "ok": len(ok),
         "refused_503": codes[503],
+        "refused_p99_ms": _pct(refused, 0.99) if refused else "none",
         "timeout_504": codes[504],
         "other": sum(n for code, n in codes.items() if code not in (200, 503, 504)),
         "cpu_ms_per_ok": cpu / len(ok) * 1000 if ok else None,
@@ -519,9 +557,13 @@ def summarize(outcomes: list[Outcome], seconds: float, cpu: float) -> dict[str, 
 
 
 def other_statuses(outcomes: list[Outcome]) -> dict[str, int]:
-    """The statuses that are not 200, 503 or 504, and how many of each (the ``other`` column)."""
-    codes = Counter(o.status for o in outcomes if o.status not in (200, 503, 504))
-    return {str(code): n for code, n in sorted(codes.items())}
+    """The answers that are not 200, 503 (with Retry-After) or 504, and how many of each.
+
+    The ``other`` column: an HTTP status, ``0`` for a failed request, ``-1`` for
+    one not sent, :data:`NO_RETRY_AFTER` for a 503 that did not say when to retry.
+    """
+    codes = Counter(str(o.kind) for o in outcomes if o.kind not in (200, 503, 504))
+    return dict(sorted(codes.items()))
 
 
 async def _saturation(
@@ -534,10 +576,10 @@ async def _saturation(
     """
     cpu0 = gateway.cpu_seconds()
     outcomes = await load.closed_loop(SATURATION_CLIENTS, seconds)
-    codes = Counter(o.status for o in outcomes)
-    ok = codes.pop(200, 0)
+    codes = Counter(str(o.kind) for o in outcomes)
+    ok = codes.pop("200", 0)
     cpu_ms = (gateway.cpu_seconds() - cpu0) / max(1, ok) * 1000
-    return ok / seconds, cpu_ms, {str(code): n for code, n in sorted(codes.items())}
+    return ok / seconds, cpu_ms, dict(sorted(codes.items()))
 
 
 async def _open_step(
@@ -618,7 +660,39 @@ async def _steps(rig: _Rig, saturation: float, result: ScenarioResult) -> dict[s
         series["goodput"].append(metrics["goodput_rps"])
         series["p99"].append(metrics["p99_ms"])
     result.series = series
+    await _recovery(rig, saturation, result)
     return closed
+
+
+async def _recovery(rig: _Rig, saturation: float, result: ScenarioResult) -> None:
+    """Straight after the last step, the load drops to 0.5x: is the gateway back to normal?
+
+    Open loop at 0.5x ``S`` with no pause after 2x: first for
+    :data:`RECOVERY_SECONDS` (``params["recovery_first_seconds"]``: what the
+    drop's first seconds got), then for ``max(5, step / 4)`` seconds more, the
+    row ``after 2x``: its latency, answers and the gateway's RSS, judged
+    against the 0.5x step's (:func:`_targets`).
+    """
+    rate = STEPS[0] * saturation
+    rig.ctx.progress(f"{NAME}: back to {STEPS[0]:g}x ({rate:.0f}/s) after {STEPS[-1]:g}x")
+    with _generator_batched():
+        first, other = await _open_step(rig.load, rig.gateway, rig.others, rate, RECOVERY_SECONDS)
+        metrics, later = await _open_step(
+            rig.load, rig.gateway, rig.others, rate, max(5.0, rig.seconds / 4)
+        )
+    result.params["recovery_first_seconds"] = {
+        "seconds": RECOVERY_SECONDS,
+        **{
+            key: first[key]
+            for key in ("goodput_rps", "p50_ms", "p99_ms", "refused_503", "timeout_504", "other")
+        },
+        "rss_mb": first["rss_mb"],
+    }
+    case = f"after {STEPS[-1]:g}x"
+    for name, statuses in ((f"first {RECOVERY_SECONDS:g}s after", other), (case, later)):
+        if statuses:
+            result.params.setdefault("other_statuses", {})[name] = statuses
+    result.rows.append(Row("gateway", metrics, case=case))
 
 
 async def run(ctx: Context) -> ScenarioResult:
@@ -732,6 +806,11 @@ def _by_case(result: ScenarioResult, metric: str) -> list[tuple[str, float]]:
     return [(case, pct) for case, pct in pairs if isinstance(pct, float)]
 
 
+def _at(case: str) -> str:
+    """``at 1.5x``, ``at saturation``; ``after 2x`` as it is."""
+    return case if case.startswith("after ") else f"at {case}"
+
+
 def _note_others(result: ScenarioResult) -> None:
     """Say when the agents' and load generator's cores were full (the rig, not the gateway)."""
     busy = {
@@ -741,7 +820,7 @@ def _note_others(result: ScenarioResult) -> None:
         return
     result.notes.append(
         "the agents and the load generator kept their cores "
-        + ", ".join(f"{pct:.0f} % busy at {case}" for case, pct in busy.items())
+        + ", ".join(f"{pct:.0f} % busy {_at(case)}" for case, pct in busy.items())
         + ": there the agents had no CPU to spare, the gateway's conversations waited on "
         "them, and saturation and goodput measure this machine as much as the gateway"
     )
@@ -749,7 +828,7 @@ def _note_others(result: ScenarioResult) -> None:
     if loadgen:
         result.notes.append(
             "of those cores' time the load generator took "
-            + ", ".join(f"{pct:.0f} % at {case}" for case, pct in loadgen)
+            + ", ".join(f"{pct:.0f} % {_at(case)}" for case, pct in loadgen)
             + ": it sends and reads every request, refused ones too, so past saturation "
             "it grows and takes CPU the agents had during the closed loop"
         )
@@ -774,6 +853,12 @@ def target_bases(params: dict[str, Any]) -> dict[str, float]:
 
 def _targets(result: ScenarioResult) -> None:
     """Goodput at 1.5x and 2x against 90 % of ``S``; p99 there against 2x the 0.5x step's.
+
+    Refusals there answered within :data:`REFUSAL_MS` of their write (p99; a
+    step that refused nothing has no such target). After 2x (the ``after 2x``
+    row, sent from :data:`RECOVERY_SECONDS` after the load dropped to 0.5x):
+    every answer a 200, p50 within 1.5x and p99 within 2x of the 0.5x step's,
+    and the gateway's RSS within 10 % of what it was after the 0.5x step.
 
     ``S`` for a step's goodput target is the higher of the two closed loops
     around it (:func:`target_bases`, ``params["target_base_rps"]``): measured
@@ -812,6 +897,52 @@ def _targets(result: ScenarioResult) -> None:
                     2 * base,
                     case=case,
                     note="2x the p99 at 0.5x",
+                )
+            )
+        if metrics.get("refused_503"):
+            result.targets.append(
+                check(
+                    NAME,
+                    "gateway",
+                    "refused_p99_ms",
+                    metrics.get("refused_p99_ms"),
+                    "<=",
+                    REFUSAL_MS,
+                    case=case,
+                    note="refused at once: the 503's p99 from the request's write",
+                )
+            )
+    _recovery_targets(result, rows)
+
+
+def _recovery_targets(result: ScenarioResult, rows: dict[str, Any]) -> None:
+    """The ``after 2x`` row against the 0.5x step (see :func:`_targets`)."""
+    case = f"after {STEPS[-1]:g}x"
+    after, normal = rows.get(case), rows.get(f"{STEPS[0]:g}x")
+    if after is None or normal is None:
+        return
+    since = f"sent {RECOVERY_SECONDS:g}s or more after the load dropped to {STEPS[0]:g}x"
+    failed = sum(
+        n
+        for n in (after.get("refused_503"), after.get("timeout_504"), after.get("other"))
+        if isinstance(n, int)
+    )
+    result.targets.append(
+        check(NAME, "gateway", "not_200", failed, "<=", 0, case=case, note=f"{since}: all 200")
+    )
+    for metric, factor in (("p50_ms", 1.5), ("p99_ms", 2.0), ("rss_mb", 1.1)):
+        base = normal.get(metric)
+        if isinstance(base, float):
+            result.targets.append(
+                check(
+                    NAME,
+                    "gateway",
+                    metric,
+                    after.get(metric),
+                    "<=",
+                    factor * base,
+                    case=case,
+                    note=f"{since}: {factor:g}x the {STEPS[0]:g}x step's",
                 )
             )
 

@@ -74,11 +74,18 @@ def _fmt(value: Metric) -> str:
 
 
 def table(result: ScenarioResult) -> str:
-    """One scenario as a markdown table (a case column when the scenario has cases)."""
+    """One scenario as a markdown table (a case column when the scenario has cases).
+
+    Rows of one case are together, the cases in the order they ran (not sorted
+    by name: ``0.5x``, ``1x``, ``1.5x``, ``2x``, not ``1.5x`` before ``1x``).
+    """
     has_case = any(r.case for r in result.rows)
     head = (["case"] if has_case else []) + ["contender", *result.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    rows = sorted(result.rows, key=lambda r: r.case) if has_case else result.rows
+    first: dict[str, int] = {}
+    for i, r in enumerate(result.rows):
+        first.setdefault(r.case, i)
+    rows = sorted(result.rows, key=lambda r: first[r.case])
     for row in rows:
         cells = [row.case] if has_case else []
         cells.append(row.contender)

@@ -46,8 +46,13 @@ def add_parser(commands: Any) -> CommandParser:
         "when there are enough (default: half the cores, 2 to 8).",
     )
     parser.add_argument(
-        "--seconds-scale", type=float, default=1.0, help=argparse.SUPPRESS
-    )  # tests: multiply every duration
+        "--seconds-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="Multiply every scenario's durations by X, in (0, 10] (default 1; "
+        "docs/benchmarks.md's 60 s gateway_overload steps are 3).",
+    )
     parser.add_argument(
         "--costs",
         action="store_true",
