@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import subprocess
@@ -32,6 +33,7 @@ from ecsgrpc_apps.bench.gateway_overload import (
     _note_saturation,
     _note_whole_run,
     _targets,
+    collector_paused,
     other_statuses,
     summarize,
     target_bases,
@@ -223,6 +225,32 @@ async def test_a_refusal_is_timed_from_its_write_not_from_its_schedule() -> None
     refused_ms = row["refused_p99_ms"]
     assert isinstance(refused_ms, float) and 0 < refused_ms < 400  # not the 500 ms of lateness
     assert summarize(outcomes[:0], 1.0, 0.0)["refused_p99_ms"] == "none"
+
+
+async def test_the_collector_is_paused_while_the_load_runs_and_restored_after() -> None:
+    """The generator's own collections would count as the gateway's latency."""
+    seen: list[bool] = []
+
+    async def ok(writer: asyncio.StreamWriter, n: int) -> bool:
+        seen.append(gc.isenabled())  # the server runs in this process, on this loop
+        writer.write(_answer(200))
+        return True
+
+    assert gc.isenabled()
+    async with Server(ok).running() as load:
+        await load.open_loop(200.0, 0.1)
+        assert gc.isenabled()
+        await load.closed_loop(2, 0.1)
+        assert gc.isenabled()
+    assert len(seen) >= 20 and not any(seen)
+
+    gc.disable()  # a caller that paused it already keeps it paused
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
