@@ -1015,6 +1015,7 @@ def plot(plt: Any, scenario: dict[str, Any]) -> Any:
             color="#2ca02c",
             label=label,
         )
+    left.margins(x=0.1)  # the targets' marks at the ends are wide
     left.set_xlabel("offered conversations/s")
     left.set_ylabel("served (200) conversations/s")
     left.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
