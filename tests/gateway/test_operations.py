@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 
 import httpx
@@ -120,6 +121,23 @@ async def test_metrics_expose_client_and_gateway_families(
         'ecsgrpc_client_call_duration_seconds_count{code="OK",'
         'method="/workflow.v1.WorkflowAgent/ProcessConversation"} 3.0' in text
     )
+
+
+async def test_the_event_loop_lag_histogram_shows_a_blocked_loop() -> None:
+    """Every 20 ms the gateway times its loop; a loop blocked for 300 ms is one sample past 0.25 s."""
+    name = "ecsgrpc_gateway_event_loop_lag_seconds"
+    async with running_gateway() as gw, gw.http() as http:
+
+        def sample(suffix: str, **labels: str) -> float:
+            return gw.registry.get_sample_value(name + suffix, labels) or 0.0
+
+        assert await wait_until(lambda: sample("_count") >= 10, 5)
+        assert sample("_bucket", le="0.25") == sample("_count")  # nothing blocked it yet
+        time.sleep(0.3)  # blocks the loop the gateway runs on (this test's)
+        assert await wait_until(lambda: sample("_bucket", le="0.25") < sample("_count"), 5)
+        assert sample("_bucket", le="1.0") == sample("_count")  # one sample: about 0.3 s
+        assert sample("_bucket", le="0.25") == sample("_count") - 1
+        assert f"\n{name}_bucket" in (await http.get("/metrics")).text
 
 
 async def test_debug_endpoints_lists_the_channels_endpoints(

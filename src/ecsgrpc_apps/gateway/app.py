@@ -128,7 +128,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client.channel.get_state(try_to_connect=True)  # start discovery now, not on first call
         assert isinstance(app, GatewayApp)
-        lag = LagMonitor(app.front.limiter)
+        lag = LagMonitor(app.front.limiter, observe=app.front.overload.loop_lag.observe)
         lag.start()
         lifecycle.move(GatewayState.SERVING)
         try:

@@ -10,7 +10,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecsgrpc.metrics import GatewayMetrics
@@ -58,6 +58,10 @@ class RequestMetrics:
             self.metrics.duration.labels(route, method).observe(time.perf_counter() - started)
 
 
+# uvloop's timers count whole milliseconds: the first bucket holds a loop with time to spare.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
 @dataclass(frozen=True)
 class OverloadMetrics:
     """What the gateway refused and why, and its limits (``ecsgrpc_gateway_*``).
@@ -65,12 +69,18 @@ class OverloadMetrics:
     ``refusals`` reasons: ``concurrency`` (503, the adaptive limit), ``deadline``
     (504, expired before it started), ``connections`` (503, the connection
     cap), ``head_too_large`` / ``too_many_headers`` (431), ``head_timeout`` (408).
+
+    ``loop_lag``: how late the event loop ran a timer, sampled every 20 ms
+    (:class:`~ecsgrpc_apps.gateway.limiter.LagMonitor`): near zero while the
+    gateway's core has time to spare, milliseconds when it is saturated, and a
+    sample as long as the stall when something blocks the loop.
     """
 
     refusals: Counter
     limit: Gauge
     working: Gauge
     connections: Gauge
+    loop_lag: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> OverloadMetrics:
@@ -94,6 +104,13 @@ class OverloadMetrics:
             connections=Gauge(
                 "ecsgrpc_gateway_connections",
                 "Open HTTP connections.",
+                registry=registry,
+            ),
+            loop_lag=Histogram(
+                "ecsgrpc_gateway_event_loop_lag_seconds",
+                "How late the event loop ran a timer (sampled every 20 ms): CPU saturation "
+                "or a blocked loop.",
+                buckets=LAG_BUCKETS,
                 registry=registry,
             ),
         )

@@ -227,11 +227,18 @@ class LagMonitor:
     """Measures the event loop's lag every ``interval`` seconds and reports it to ``limit``.
 
     One timer callback per interval (50 a second by default): no task, no thread.
+    ``observe``, when given, gets every sample too (the gateway's histogram).
     """
 
-    def __init__(self, limit: AdaptiveLimit, interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        limit: AdaptiveLimit,
+        interval: float = 0.02,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
         self.limit = limit
         self.interval = interval
+        self.observe = observe
         self.last_lag = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -249,6 +256,8 @@ class LagMonitor:
         assert self._loop is not None
         self.last_lag = max(0.0, self._loop.time() - due)
         self.limit.observe_lag(self.last_lag)
+        if self.observe is not None:
+            self.observe(self.last_lag)
         self._schedule()
 
     def stop(self) -> None:
