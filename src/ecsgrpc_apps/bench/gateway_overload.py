@@ -1005,7 +1005,10 @@ def plot(plt: Any, scenario: dict[str, Any]) -> Any:
         )
     after = next((r for r in scenario["rows"] if r.get("case") == f"after {STEPS[-1]:g}x"), None)
     if after is not None:  # runs before 2026-12-01 have no such row
-        label = f"after {STEPS[-1]:g}x (sent 5 s or more\nafter the drop to {STEPS[0]:g}x)"
+        label = (
+            f"after {STEPS[-1]:g}x (sent {RECOVERY_SECONDS:g} s or more\n"
+            f"after the drop to {STEPS[0]:g}x)"
+        )
         left.plot(
             [after["offered_rps"]],
             [after["goodput_rps"]],
