@@ -1004,20 +1004,7 @@ def plot(plt: Any, scenario: dict[str, Any]) -> Any:
             label="target: 90% of saturation\n(closed loops around the step)",
         )
     after = next((r for r in scenario["rows"] if r.get("case") == f"after {STEPS[-1]:g}x"), None)
-    if after is not None:  # runs before 2026-12-01 have no such row
-        label = (
-            f"after {STEPS[-1]:g}x (sent {RECOVERY_SECONDS:g} s or more\n"
-            f"after the drop to {STEPS[0]:g}x)"
-        )
-        left.plot(
-            [after["offered_rps"]],
-            [after["goodput_rps"]],
-            linestyle="none",
-            marker="x",
-            markersize=9,
-            color="#2ca02c",
-            label=label,
-        )
+    _mark_after(left, after, "goodput_rps")
     left.margins(x=0.1)  # the targets' marks at the ends are wide
     left.set_xlabel("offered conversations/s")
     left.set_ylabel("served (200) conversations/s")
@@ -1026,19 +1013,28 @@ def plot(plt: Any, scenario: dict[str, Any]) -> Any:
     right.plot(series["offered"], p99, marker="o", color="#1f77b4", label="p99 of 200s")
     if p99 and p99[0] == p99[0]:
         right.axhline(2 * p99[0], color="#d62728", linestyle="--", label="target: 2x p99 at 0.5x")
-    if after is not None and after.get("p99_ms") is not None:
-        right.plot(
-            [after["offered_rps"]],
-            [after["p99_ms"]],
-            linestyle="none",
-            marker="x",
-            markersize=9,
-            color="#2ca02c",
-            label=label,
-        )
+    _mark_after(right, after, "p99_ms")
     right.set_xlabel("offered conversations/s")
     right.set_ylabel("ms")
     right.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     fig.suptitle("Gateway under overload (open loop)")
     fig.tight_layout()
     return fig
+
+
+def _mark_after(axes: Any, after: dict[str, Any] | None, metric: str) -> None:
+    """The ``after 2x`` row's ``metric`` as one point (runs before 2026-12-01 have no such row)."""
+    if after is None or after.get(metric) is None:
+        return
+    axes.plot(
+        [after["offered_rps"]],
+        [after[metric]],
+        linestyle="none",
+        marker="x",
+        markersize=9,
+        color="#2ca02c",
+        label=(
+            f"after {STEPS[-1]:g}x (sent {RECOVERY_SECONDS:g} s or more\n"
+            f"after the drop to {STEPS[0]:g}x)"
+        ),
+    )
